@@ -1,0 +1,1 @@
+"""Built-in neural plugin (being written)."""

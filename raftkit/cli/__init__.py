@@ -1,0 +1,31 @@
+"""The ``raftkit`` command: one module per command, each adding itself to this group."""
+
+import click
+
+from raftkit import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="raftkit")
+def main() -> None:
+    """Align language models to rewards written as plain Python functions (RAFT and GRPO on vLLM).
+
+    \b
+    Examples:
+      raftkit rewards                                  # what rewards and filters are installed
+      raftkit score --reward emoji --input samples.jsonl
+      raftkit align --reward emoji --reward length     # RAFT on the bundled model and prompts
+      raftkit align --algo grpo --reward emoji --reward length
+      raftkit inspect runs/latest                      # read a run: metrics, rollouts, plots
+    """
+
+
+def _register_commands() -> None:
+    # Imported here, after the group exists; each module defines exactly one command.
+    from raftkit.cli import align, inspect, model, rewards, score
+
+    for module in (rewards, score, align, inspect, model):
+        main.add_command(module.command)
+
+
+_register_commands()

@@ -1,0 +1,245 @@
+"""The plugin registry: which reward functions and filters exist, where they came from, what they take.
+
+Plugins are found lazily, through the ``raftkit`` entry-point group; the built-ins in ``plugins/``
+are registered there too, so there is one path for everyone. ``RAFTKIT_LOAD_PLUGINS`` (a comma list of
+entry-point names, empty for none) restricts which packages load.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.metadata
+import inspect
+import os
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, Literal
+
+import pluggy
+
+from raftkit import hookspecs
+
+KINDS = ("rule", "neural", "filter")
+_MARK = "__raftkit__"
+
+
+class RegistryError(ValueError):
+    """A reward name or parameter that cannot be resolved; the message says what is available."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """A typed parameter of a reward: a keyword-only argument with a default."""
+
+    name: str
+    type: Any
+    default: Any
+
+    @property
+    def type_name(self) -> str:
+        if typing.get_origin(self.type) is Literal:
+            return "|".join(map(str, typing.get_args(self.type)))
+        return getattr(self.type, "__name__", str(self.type))
+
+    def parse(self, raw: Any, owner: str) -> Any:
+        """Convert a CLI/config value to this parameter's type, or raise a RegistryError saying why."""
+        t, origin = self.type, typing.get_origin(self.type)
+        if origin in (typing.Union, types.UnionType):  # Optional[X]: take the non-None member
+            members = [a for a in typing.get_args(t) if a is not type(None)]
+            if raw is None or (isinstance(raw, str) and raw.lower() == "none"):
+                return None
+            t, origin = members[0], typing.get_origin(members[0])
+        try:
+            if origin is Literal:
+                choices = typing.get_args(t)
+                value = type(choices[0])(raw) if not isinstance(raw, type(choices[0])) else raw
+                if value not in choices:
+                    raise ValueError(f"choose one of {', '.join(map(str, choices))}")
+                return value
+            if t is bool:
+                if isinstance(raw, bool):
+                    return raw
+                if str(raw).lower() in ("1", "true", "yes", "on"):
+                    return True
+                if str(raw).lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError("expected true or false")
+            if t is int and isinstance(raw, float) and not raw.is_integer():
+                raise ValueError("expected a whole number")
+            if t in (int, float, str):
+                return t(raw)
+            return raw  # an annotation we do not convert (e.g. list): passed through as given
+        except (TypeError, ValueError) as e:
+            raise RegistryError(
+                f"{owner}: parameter '{self.name}' expects {self.type_name}, got {raw!r} ({e})"
+            ) from None
+
+
+@dataclass(frozen=True)
+class RewardInfo:
+    """A registered reward or filter."""
+
+    name: str
+    fn: Callable[..., Any]
+    kind: str = "rule"
+    description: str = ""
+    plugin: str = ""
+    params: dict[str, Param] = field(default_factory=dict)
+
+    @property
+    def is_filter(self) -> bool:
+        return self.kind == "filter"
+
+    def parse_params(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """Validate ``raw`` (strings from the CLI, or config values) against the declared parameters."""
+        out = {}
+        for key, value in raw.items():
+            if key not in self.params:
+                known = ", ".join(self.params) or "none"
+                raise RegistryError(f"{self.kind} '{self.name}' has no parameter '{key}' (parameters: {known})")
+            out[key] = self.params[key].parse(value, f"{self.kind} '{self.name}'")
+        return out
+
+
+def _declared_params(fn: Callable[..., Any]) -> dict[str, Param]:
+    """A reward's parameters are its keyword-only arguments with defaults (the contract's own are not)."""
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable forward references: fall back to the defaults' types
+        hints = {}
+    params = {}
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is not inspect.Parameter.empty:
+            annotation = hints.get(p.name, type(p.default) if p.default is not None else str)
+            params[p.name] = Param(p.name, annotation, p.default)
+    return params
+
+
+def _mark(fn, *, name, description, kind):
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    doc = (inspect.getdoc(fn) or "").strip().splitlines()
+    setattr(fn, _MARK, {"name": name or fn.__name__, "description": description or (doc[0] if doc else ""),
+                        "kind": kind})
+    return fn
+
+
+def reward(fn=None, *, name: str | None = None, description: str | None = None, kind: str = "rule"):
+    """Mark a TRL-style reward function for registration; usable bare (``@reward``) or with arguments.
+
+    Keyword-only arguments with defaults become the reward's typed parameters::
+
+        @reward(name="length", description="Closeness to a target length.")
+        def length(completions, *, target: int = 30, alpha: float = 0.15, **kwargs): ...
+    """
+    def wrap(f):
+        return _mark(f, name=name, description=description, kind=kind)
+    return wrap(fn) if fn is not None else wrap
+
+
+def filter(fn=None, *, name: str | None = None, description: str | None = None):
+    """Mark a degeneracy filter: same call as a reward, returns the number of hits per sample."""
+    def wrap(f):
+        return _mark(f, name=name, description=description, kind="filter")
+    return wrap(fn) if fn is not None else wrap
+
+
+def info_for(fn: Callable[..., Any], plugin: str = "") -> RewardInfo:
+    """Describe a function for the registry; a plain (undecorated) TRL reward is a rule named after itself."""
+    meta = getattr(fn, _MARK, None) or {}
+    name = meta.get("name") or getattr(fn, "__name__", None)
+    if not name or name == "<lambda>":
+        raise RegistryError(f"cannot register {fn!r}: give it a name (def, or @reward(name=...))")
+    doc = (inspect.getdoc(fn) or "").strip().splitlines()
+    return RewardInfo(
+        name=name,
+        fn=fn,
+        kind=meta.get("kind", "rule"),
+        description=meta.get("description") or (doc[0] if doc else ""),
+        plugin=plugin,
+        params=_declared_params(fn),
+    )
+
+
+@dataclass
+class Registry:
+    """Every reward and filter the loaded plugins registered, and the plugins that failed to load."""
+
+    rewards: dict[str, RewardInfo] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+    def add(self, info: RewardInfo) -> None:
+        if info.name in self.rewards:
+            other = self.rewards[info.name]
+            raise RegistryError(
+                f"reward name '{info.name}' is registered twice: by {other.plugin or '?'} and by "
+                f"{info.plugin or '?'}; a name must resolve to exactly one function"
+            )
+        self.rewards[info.name] = info
+
+    def get(self, name: str) -> RewardInfo:
+        """Look a name up; an unknown name lists what is available and the closest match."""
+        if name in self.rewards:
+            return self.rewards[name]
+        close = difflib.get_close_matches(name, self.rewards, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        available = ", ".join(sorted(self.rewards)) or "none"
+        msg = f"unknown reward or filter '{name}'.{hint} Available: {available}."
+        if self.failures:
+            msg += f" (Plugins that failed to load: {', '.join(self.failures)}; see `raftkit rewards`.)"
+        raise RegistryError(msg)
+
+    def of_kind(self, *kinds: str) -> list[RewardInfo]:
+        return [r for r in self.rewards.values() if r.kind in kinds]
+
+
+@cache
+def plugin_manager() -> pluggy.PluginManager:
+    """The process-wide plugin manager, with every ``raftkit`` entry point that imports cleanly.
+
+    Built on first use, never at import. A package that fails to import is remembered in
+    ``plugin_manager().raftkit_failures`` and does not stop the others.
+    """
+    pm = pluggy.PluginManager("raftkit")
+    pm.add_hookspecs(hookspecs)
+    failures: dict[str, str] = {}
+    allowed = os.environ.get("RAFTKIT_LOAD_PLUGINS")
+    allow = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
+    for ep in importlib.metadata.entry_points(group="raftkit"):
+        if allow is not None and ep.name not in allow:
+            continue
+        label = f"{ep.dist.name}:{ep.name}" if ep.dist else ep.name
+        try:
+            module = ep.load()
+        except Exception as e:  # a broken plugin must not take the others down
+            failures[label] = f"{type(e).__name__}: {e}"
+            continue
+        if pm.is_registered(module) or pm.has_plugin(label):
+            continue
+        pm.register(module, name=label)
+    pm.raftkit_failures = failures  # type: ignore[attr-defined]
+    return pm
+
+
+def load_registry(pm: pluggy.PluginManager | None = None) -> Registry:
+    """Ask every plugin to register its rewards and filters, and collect them."""
+    pm = pm or plugin_manager()
+    registry = Registry(failures=dict(getattr(pm, "raftkit_failures", {})))
+    # Called one implementation at a time so each reward is credited to its plugin and one
+    # plugin raising does not lose the others' rewards.
+    for impl in reversed(pm.hook.register_rewards.get_hookimpls()):
+        plugin_name = impl.plugin_name
+        collected: list[Callable[..., Any]] = []
+        try:
+            # pluggy lets an implementation take fewer arguments than the spec names.
+            impl.function(**({"register": collected.append} if "register" in impl.argnames else {}))
+            for fn in collected:
+                registry.add(info_for(fn, plugin=plugin_name))
+        except RegistryError:
+            raise
+        except Exception as e:
+            registry.failures[plugin_name] = f"{type(e).__name__}: {e}"
+    return registry

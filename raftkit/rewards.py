@@ -1,0 +1,390 @@
+"""The reward contract and the one scoring path every algorithm shares.
+
+A reward is ``fn(prompts, completions, **kwargs) -> list[float | None]``, exactly as TRL's GRPOTrainer
+calls it: dataset columns and cheap extras (``completion_ids``) arrive as keyword arguments. A filter is
+called the same way and returns the number of degenerate-pattern hits per sample.
+
+``RewardStack.score`` runs the configured rewards and filters (sync ones in threads, async ones awaited,
+all concurrently, each under a timeout), checks every value, and combines them: a weighted sum of the
+rewards that apply (``None`` is left out, as TRL does), then the filters' verdicts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import math
+import numbers
+import re
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from raftkit.registry import Registry, RegistryError, RewardInfo, load_registry
+from raftkit.rollouts import Batch, Rollout
+
+FILTER_ACTIONS = ("penalty", "drop")
+DEFAULT_PENALTY = -1.0
+DEFAULT_TIMEOUT = 60.0
+
+
+class RewardError(RuntimeError):
+    """A reward or filter misbehaved: the message names it, the batch index and the offending value."""
+
+    def __init__(self, message: str, reward: str = "", index: int | None = None, value: Any = None):
+        super().__init__(message)
+        self.reward, self.index, self.value = reward, index, value
+
+
+# --------------------------------------------------------------------------- specs
+
+
+_WEIGHT = re.compile(r"\*\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+
+
+@dataclass(frozen=True)
+class RewardSpec:
+    """One ``--reward``/``--filter`` entry: ``NAME[:key=value[,key=value...]][*WEIGHT]``."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    weight: float = 1.0
+
+    @classmethod
+    def parse(cls, text: str) -> RewardSpec:
+        """Parse the CLI form, e.g. ``length:target=30,alpha=0.15`` or ``emoji:max=4*2``."""
+        text = text.strip()
+        weight = 1.0
+        if m := _WEIGHT.search(text):
+            weight, text = float(m.group(1)), text[: m.start()]
+        name, _, rest = text.partition(":")
+        if not name.strip():
+            raise RegistryError(f"--reward {text!r}: missing the reward name (form: NAME[:k=v,...][*WEIGHT])")
+        params: dict[str, Any] = {}
+        # Split on commas that start a new key=, so values may themselves contain commas.
+        for item in re.split(r",(?=\s*\w+\s*=)", rest) if rest.strip() else []:
+            key, eq, value = item.partition("=")
+            if not eq or not key.strip():
+                raise RegistryError(f"--reward {name}: expected key=value, got {item!r}")
+            params[key.strip()] = value.strip()
+        return cls(name.strip(), params, weight)
+
+    @classmethod
+    def coerce(cls, value: str | dict | RewardSpec) -> RewardSpec:
+        """Accept the CLI string, a config mapping ``{name, params, weight}``, or a spec."""
+        if isinstance(value, RewardSpec):
+            return value
+        if isinstance(value, str):
+            return cls.parse(value)
+        if isinstance(value, dict) and "name" in value:
+            return cls(str(value["name"]), dict(value.get("params") or {}), float(value.get("weight", 1.0)))
+        raise RegistryError(f"cannot read a reward from {value!r}: use 'NAME:k=v*W' or {{name, params, weight}}")
+
+    def __str__(self) -> str:
+        params = ",".join(f"{k}={v}" for k, v in self.params.items())
+        return self.name + (f":{params}" if params else "") + (f"*{self.weight:g}" if self.weight != 1 else "")
+
+
+@dataclass
+class ConfiguredReward:
+    """A registered reward or filter with its parameters bound: what the stack actually calls."""
+
+    label: str  # the key its values are logged under
+    info: RewardInfo
+    fn: Callable[..., Any]  # TRL-compatible: named after the label, parameters bound
+    params: dict[str, Any]
+    weight: float = 1.0
+    action: str = "penalty"  # filters only: "penalty" sets the total to `penalty`, "drop" excludes the sample
+    penalty: float = DEFAULT_PENALTY
+
+    @property
+    def is_filter(self) -> bool:
+        return self.info.is_filter
+
+
+def bind(info: RewardInfo, params: dict[str, Any], label: str | None = None) -> Callable[..., Any]:
+    """A TRL-compatible function with ``params`` fixed, named ``label`` (TRL logs rewards by __name__)."""
+    fn = info.fn
+    if inspect.iscoroutinefunction(fn):
+        @functools.wraps(fn)
+        async def bound(*args, **kwargs):
+            return await fn(*args, **{**kwargs, **params})
+    else:
+        @functools.wraps(fn)
+        def bound(*args, **kwargs):
+            return fn(*args, **{**kwargs, **params})
+    bound.__name__ = bound.__qualname__ = label or info.name
+    return bound
+
+
+# --------------------------------------------------------------------------- scores
+
+
+@dataclass
+class Scores:
+    """Every value the stack computed for a batch of n samples."""
+
+    rewards: dict[str, list[float | None]]  # raw values per reward label
+    weights: dict[str, float]
+    hits: dict[str, list[int]]  # hit counts per filter label
+    total: list[float]  # what algorithms rank / normalise
+    dropped: list[bool]  # excluded by a "drop" filter: never selected, no gradient
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time of each reward's call
+
+    def __len__(self) -> int:
+        return len(self.total)
+
+    def sample(self, i: int) -> dict[str, Any]:
+        """Sample i's values, as written to the run directory."""
+        return {
+            "rewards": {k: v[i] for k, v in self.rewards.items()},
+            "hits": {k: v[i] for k, v in self.hits.items()},
+            "total": self.total[i],
+            "dropped": self.dropped[i],
+        }
+
+
+# --------------------------------------------------------------------------- the stack
+
+
+class RewardStack:
+    """The configured rewards and filters of a run, scored together."""
+
+    def __init__(self, entries: Sequence[ConfiguredReward], timeout: float = DEFAULT_TIMEOUT):
+        self.entries = list(entries)
+        self.timeout = timeout
+        labels = [e.label for e in self.entries]
+        if len(set(labels)) != len(labels):
+            raise RegistryError(f"the same reward is configured twice with the same parameters: {labels}")
+
+    @classmethod
+    def build(
+        cls,
+        rewards: Sequence[str | dict | RewardSpec],
+        filters: Sequence[str | dict | RewardSpec] = (),
+        registry: Registry | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> RewardStack:
+        """Resolve reward and filter specs against the registry, validating every parameter."""
+        registry = registry or load_registry()
+        specs = [RewardSpec.coerce(r) for r in rewards] + [RewardSpec.coerce(f) for f in filters]
+        n_rewards = len(rewards)
+        names = [s.name for s in specs]
+        entries = []
+        for i, spec in enumerate(specs):
+            info = registry.get(spec.name)
+            if i < n_rewards and info.is_filter:
+                raise RegistryError(f"'{spec.name}' is a filter: pass it with --filter, not --reward")
+            if i >= n_rewards and not info.is_filter:
+                raise RegistryError(f"'{spec.name}' is a reward, not a filter: pass it with --reward")
+            raw = dict(spec.params)
+            action, penalty = "penalty", DEFAULT_PENALTY
+            if info.is_filter:
+                action = str(raw.pop("action", "penalty"))
+                if action not in FILTER_ACTIONS:
+                    raise RegistryError(f"filter '{spec.name}': action must be penalty or drop, got {action!r}")
+                try:
+                    penalty = float(raw.pop("penalty", DEFAULT_PENALTY))
+                except ValueError as e:
+                    raise RegistryError(f"filter '{spec.name}': penalty must be a number ({e})") from None
+            params = info.parse_params(raw)
+            # The same reward twice (different parameters) is logged under NAME:k=v to keep keys apart.
+            label = spec.name if names.count(spec.name) == 1 else str(RewardSpec(spec.name, spec.params))
+            entries.append(ConfiguredReward(label, info, bind(info, params, label), params, spec.weight,
+                                            action, penalty))
+        return cls(entries, timeout=timeout)
+
+    @property
+    def rewards(self) -> list[ConfiguredReward]:
+        return [e for e in self.entries if not e.is_filter]
+
+    @property
+    def filters(self) -> list[ConfiguredReward]:
+        return [e for e in self.entries if e.is_filter]
+
+    # ---- scoring
+
+    def score(
+        self,
+        prompts: Sequence[Any],
+        completions: Sequence[Any],
+        columns: dict[str, Sequence[Any]] | None = None,
+        **extra: Sequence[Any],
+    ) -> Scores:
+        """Score n samples. ``columns`` and ``extra`` hold one value per sample, passed as kwargs."""
+        n = len(completions)
+        kwargs: dict[str, Any] = {**(columns or {}), **extra}
+        for key, values in kwargs.items():
+            if len(values) != n:
+                raise RewardError(f"column '{key}' has {len(values)} values for {n} completions")
+        for e in self.entries:
+            if clash := set(kwargs) & set(e.info.params):
+                raise RewardError(
+                    f"dataset column(s) {sorted(clash)} share a name with parameter(s) of "
+                    f"{e.info.kind} '{e.label}'; rename the column(s)", reward=e.label)
+        call_kwargs = {"prompts": list(prompts), "completions": list(completions), **kwargs}
+        outputs, seconds = _run_all(self.entries, call_kwargs, self.timeout)
+        rewards: dict[str, list[float | None]] = {}
+        hits: dict[str, list[int]] = {}
+        for e, out in zip(self.entries, outputs, strict=True):
+            if isinstance(out, BaseException):
+                raise _explain_exception(e, out, call_kwargs, self.timeout)
+            if e.is_filter:
+                hits[e.label] = _check_hits(e.label, out, n, completions)
+            else:
+                rewards[e.label] = _check_values(e.label, out, n, completions)
+        total, dropped = [], []
+        for i in range(n):
+            t = sum(e.weight * rewards[e.label][i] for e in self.rewards if rewards[e.label][i] is not None)
+            drop = False
+            for f in self.filters:
+                if hits[f.label][i]:
+                    if f.action == "drop":
+                        drop = True
+                    else:
+                        t = min(t, f.penalty)
+            total.append(float(t))
+            dropped.append(drop)
+        weights = {e.label: e.weight for e in self.rewards}
+        return Scores(rewards, weights, hits, total, dropped, seconds)
+
+    def score_rollouts(self, rollouts: Sequence[Rollout], batch: Batch) -> Scores:
+        """Score sampled rollouts: each gets its prompt's dataset columns and its ``completion_ids``."""
+        columns = {k: [v[r.prompt_index] for r in rollouts] for k, v in batch.columns.items()}
+        return self.score(
+            [r.prompt for r in rollouts],
+            [r.completion_for_rewards() for r in rollouts],
+            columns,
+            completion_ids=[r.completion_ids for r in rollouts],
+        )
+
+
+# --------------------------------------------------------------------------- running and checking
+
+
+def _run_all(entries: Sequence[ConfiguredReward], kwargs: dict[str, Any], timeout: float):
+    """Call every entry concurrently; returns (outputs or exceptions, seconds per label)."""
+    seconds: dict[str, float] = {}
+    # Our own executor, not asyncio's default: a timed-out thread cannot be killed, and asyncio.run
+    # would wait for it at shutdown — exactly the silent hang the timeout exists to prevent.
+    pool = ThreadPoolExecutor(max_workers=max(1, len(entries)), thread_name_prefix="raftkit-reward")
+
+    async def one(e: ConfiguredReward):
+        start = time.perf_counter()
+        try:
+            if inspect.iscoroutinefunction(e.fn):
+                coro = e.fn(**kwargs)
+            else:
+                coro = asyncio.get_running_loop().run_in_executor(pool, functools.partial(e.fn, **kwargs))
+            out = await asyncio.wait_for(coro, timeout)
+            if inspect.isawaitable(out):  # a sync wrapper that returned a coroutine
+                out = await asyncio.wait_for(out, timeout)
+            return out
+        finally:
+            seconds[e.label] = time.perf_counter() - start
+
+    async def everything():
+        return await asyncio.gather(*(one(e) for e in entries), return_exceptions=True)
+
+    try:
+        return _run_coroutine(everything()), seconds
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _run_coroutine(coro):
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    # Called from inside a running loop (a notebook): run ours on a thread of its own.
+    with ThreadPoolExecutor(1) as ex:
+        return ex.submit(asyncio.run, coro).result()
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _explain_exception(e: ConfiguredReward, exc: BaseException, kwargs: dict[str, Any], timeout: float):
+    kind = e.info.kind if e.is_filter else "reward"
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        n = len(kwargs["completions"])
+        longest = max((len(str(c)) for c in kwargs["completions"]), default=0)
+        return RewardError(
+            f"{kind} '{e.label}' did not return within {timeout:g} s on a batch of {n} completions "
+            f"(longest {longest} characters); raise the timeout (--reward-timeout) or make it faster",
+            reward=e.label)
+    index = _first_failing_index(e, kwargs)
+    where = f" at batch index {index}" if index is not None else f" on a batch of {len(kwargs['completions'])}"
+    shown = f" (completion: {_short(kwargs['completions'][index])})" if index is not None else ""
+    err = RewardError(f"{kind} '{e.label}' raised {type(exc).__name__}: {exc}{where}{shown}",
+                      reward=e.label, index=index, value=kwargs["completions"][index] if index is not None else None)
+    err.__cause__ = exc
+    return err
+
+
+def _first_failing_index(e: ConfiguredReward, kwargs: dict[str, Any]) -> int | None:
+    """Re-run a sync function one sample at a time to find which input made it raise."""
+    if inspect.iscoroutinefunction(e.fn):
+        return None
+    n = len(kwargs["completions"])
+    for i in range(n):
+        one = {k: v[i : i + 1] if isinstance(v, list) and len(v) == n else v for k, v in kwargs.items()}
+        try:
+            e.fn(**one)
+        except Exception:
+            return i
+    return None
+
+
+def _check_values(label: str, out: Any, n: int, completions: Sequence[Any]) -> list[float | None]:
+    out = _as_list(label, out)
+    if len(out) != n:
+        raise RewardError(f"reward '{label}' returned {len(out)} values for {n} completions", reward=label)
+    values: list[float | None] = []
+    for i, v in enumerate(out):
+        if v is None:
+            values.append(None)
+            continue
+        if hasattr(v, "item") and not isinstance(v, numbers.Number):  # numpy / torch scalars
+            v = v.item()
+        if not isinstance(v, numbers.Real):
+            raise RewardError(
+                f"reward '{label}' returned a non-number {_short(v)} ({type(v).__name__}) at batch index {i} "
+                f"(completion: {_short(completions[i])})", reward=label, index=i, value=v)
+        if not math.isfinite(v):
+            raise RewardError(
+                f"reward '{label}' returned {v} at batch index {i} (completion: {_short(completions[i])})",
+                reward=label, index=i, value=v)
+        values.append(float(v))
+    return values
+
+
+def _check_hits(label: str, out: Any, n: int, completions: Sequence[Any]) -> list[int]:
+    out = _as_list(label, out, kind="filter")
+    if len(out) != n:
+        raise RewardError(f"filter '{label}' returned {len(out)} values for {n} completions", reward=label)
+    hits = []
+    for i, v in enumerate(out):
+        if hasattr(v, "item") and not isinstance(v, numbers.Number):
+            v = v.item()
+        if not isinstance(v, numbers.Integral) or v < 0:  # bool is Integral: True counts as one hit
+            raise RewardError(
+                f"filter '{label}' returned {_short(v)} at batch index {i}; a filter returns a hit count "
+                f"(int >= 0 or bool) (completion: {_short(completions[i])})", reward=label, index=i, value=v)
+        hits.append(int(v))
+    return hits
+
+
+def _as_list(label: str, out: Any, kind: str = "reward") -> list[Any]:
+    if hasattr(out, "tolist") and not isinstance(out, list | tuple):  # numpy arrays, torch tensors
+        out = out.tolist()
+    if not isinstance(out, list | tuple):
+        raise RewardError(f"{kind} '{label}' returned {type(out).__name__}, expected a list with one value "
+                          "per completion", reward=label, value=out)
+    return list(out)

