@@ -30,23 +30,57 @@ class RegistryError(ValueError):
     """A reward name or parameter that cannot be resolved; the message says what is available."""
 
 
+REQUIRED = inspect.Parameter.empty  # the default of a parameter that must be given
+
+
 @dataclass(frozen=True)
 class Param:
-    """A typed parameter of a reward: a keyword-only argument with a default."""
+    """A typed parameter of a reward: a keyword-only argument, with a default unless it is required.
+
+    ``Annotated[T, check, ...]`` adds validators: each ``check(value)`` runs after conversion to ``T`` and
+    raises ``ValueError`` to reject the value (e.g. a regular expression that does not compile).
+    """
 
     name: str
     type: Any
-    default: Any
+    default: Any = REQUIRED
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
 
     @property
     def type_name(self) -> str:
-        if typing.get_origin(self.type) is Literal:
-            return "|".join(map(str, typing.get_args(self.type)))
-        return getattr(self.type, "__name__", str(self.type))
+        t = self.type
+        if typing.get_origin(t) is typing.Annotated:
+            t = typing.get_args(t)[0]
+        if typing.get_origin(t) is Literal:
+            return "|".join(map(str, typing.get_args(t)))
+        if typing.get_origin(t) in (typing.Union, types.UnionType):
+            return " | ".join(getattr(a, "__name__", str(a)) for a in typing.get_args(t))
+        return getattr(t, "__name__", str(t))
+
+    def describe(self) -> str:
+        """``name: type = default`` (or ``name: type (required)``), as `raftkit rewards` shows it."""
+        return f"{self.name}: {self.type_name}" + (" (required)" if self.required else f" = {self.default!r}")
 
     def parse(self, raw: Any, owner: str) -> Any:
         """Convert a CLI/config value to this parameter's type, or raise a RegistryError saying why."""
-        t, origin = self.type, typing.get_origin(self.type)
+        t, checks = self.type, ()
+        if typing.get_origin(t) is typing.Annotated:
+            t, *checks = typing.get_args(t)
+        value = self._convert(t, raw, owner)
+        for check in checks:
+            if callable(check):
+                try:
+                    check(value)
+                except (TypeError, ValueError) as e:
+                    raise RegistryError(
+                        f"{owner}: parameter '{self.name}' = {raw!r} is not valid: {e}") from None
+        return value
+
+    def _convert(self, t: Any, raw: Any, owner: str) -> Any:
+        origin = typing.get_origin(t)
         if origin in (typing.Union, types.UnionType):  # Optional[X]: take the non-None member
             members = [a for a in typing.get_args(t) if a is not type(None)]
             if raw is None or (isinstance(raw, str) and raw.lower() == "none"):
@@ -69,6 +103,8 @@ class Param:
                 raise ValueError("expected true or false")
             if t is int and isinstance(raw, float) and not raw.is_integer():
                 raise ValueError("expected a whole number")
+            if t is float and isinstance(raw, bool):
+                raise ValueError("expected a number")
             if t in (int, float, str):
                 return t(raw)
             return raw  # an annotation we do not convert (e.g. list): passed through as given
@@ -99,22 +135,32 @@ class RewardInfo:
         for key, value in raw.items():
             if key not in self.params:
                 known = ", ".join(self.params) or "none"
-                raise RegistryError(f"{self.kind} '{self.name}' has no parameter '{key}' (parameters: {known})")
+                raise RegistryError(
+                    f"{self.kind} '{self.name}' has no parameter '{key}' (parameters: {known})")
             out[key] = self.params[key].parse(value, f"{self.kind} '{self.name}'")
+        missing = [p for p in self.params.values() if p.required and p.name not in out]
+        if missing:
+            example = ",".join(f"{p.name}=..." for p in missing)
+            raise RegistryError(
+                f"{self.kind} '{self.name}' needs parameter(s) {', '.join(p.describe() for p in missing)}; "
+                f"e.g. --{'filter' if self.is_filter else 'reward'} {self.name}:{example}")
         return out
 
 
 def _declared_params(fn: Callable[..., Any]) -> dict[str, Param]:
-    """A reward's parameters are its keyword-only arguments with defaults (the contract's own are not)."""
+    """A reward's parameters are its keyword-only arguments (the contract's own arguments are not).
+
+    One without a default is required: the spec must give it (e.g. the reward model's path).
+    """
     try:
-        hints = typing.get_type_hints(fn)
+        hints = typing.get_type_hints(fn, include_extras=True)
     except Exception:  # unresolvable forward references: fall back to the defaults' types
         hints = {}
     params = {}
     for p in inspect.signature(fn).parameters.values():
-        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is not inspect.Parameter.empty:
-            annotation = hints.get(p.name, type(p.default) if p.default is not None else str)
-            params[p.name] = Param(p.name, annotation, p.default)
+        if p.kind is inspect.Parameter.KEYWORD_ONLY:
+            fallback = str if p.default in (REQUIRED, None) else type(p.default)
+            params[p.name] = Param(p.name, hints.get(p.name, fallback), p.default)
     return params
 
 
@@ -149,6 +195,8 @@ def filter(fn=None, *, name: str | None = None, description: str | None = None):
 
 def info_for(fn: Callable[..., Any], plugin: str = "") -> RewardInfo:
     """Describe a function for the registry; a plain (undecorated) TRL reward is a rule named after itself."""
+    if not callable(fn):
+        raise RegistryError(f"cannot register {fn!r}: a reward or filter must be a function")
     meta = getattr(fn, _MARK, None) or {}
     name = meta.get("name") or getattr(fn, "__name__", None)
     if not name or name == "<lambda>":
@@ -196,12 +244,21 @@ class Registry:
         return [r for r in self.rewards.values() if r.kind in kinds]
 
 
+def _allowed(ep: importlib.metadata.EntryPoint, allow: set[str] | None) -> bool:
+    if allow is None:
+        return True
+    dist = ep.dist.name if ep.dist else ""
+    return bool({ep.name, dist, f"{dist}:{ep.name}"} & allow)
+
+
 @cache
 def plugin_manager() -> pluggy.PluginManager:
     """The process-wide plugin manager, with every ``raftkit`` entry point that imports cleanly.
 
     Built on first use, never at import. A package that fails to import is remembered in
-    ``plugin_manager().raftkit_failures`` and does not stop the others.
+    ``plugin_manager().raftkit_failures`` (label -> error) and does not stop the others. Plugins are
+    labelled ``distribution:entry-point`` (e.g. ``raftkit-shout:shout``). ``RAFTKIT_LOAD_PLUGINS`` keeps
+    only the entry points named there (entry-point names, distribution names or labels; empty: none).
     """
     pm = pluggy.PluginManager("raftkit")
     pm.add_hookspecs(hookspecs)
@@ -209,23 +266,26 @@ def plugin_manager() -> pluggy.PluginManager:
     allowed = os.environ.get("RAFTKIT_LOAD_PLUGINS")
     allow = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
     for ep in importlib.metadata.entry_points(group="raftkit"):
-        if allow is not None and ep.name not in allow:
+        if not _allowed(ep, allow):
             continue
         label = f"{ep.dist.name}:{ep.name}" if ep.dist else ep.name
         try:
             module = ep.load()
+            if pm.is_registered(module) or pm.has_plugin(label):
+                continue
+            pm.register(module, name=label)
         except Exception as e:  # a broken plugin must not take the others down
             failures[label] = f"{type(e).__name__}: {e}"
-            continue
-        if pm.is_registered(module) or pm.has_plugin(label):
-            continue
-        pm.register(module, name=label)
     pm.raftkit_failures = failures  # type: ignore[attr-defined]
     return pm
 
 
 def load_registry(pm: pluggy.PluginManager | None = None) -> Registry:
-    """Ask every plugin to register its rewards and filters, and collect them."""
+    """Ask every plugin to register its rewards and filters, and collect them.
+
+    A plugin whose hook raises (or registers something that is not a nameable function) is reported in
+    ``Registry.failures`` and contributes nothing; two plugins registering the same name is an error.
+    """
     pm = pm or plugin_manager()
     registry = Registry(failures=dict(getattr(pm, "raftkit_failures", {})))
     # Called one implementation at a time so each reward is credited to its plugin and one
@@ -236,10 +296,14 @@ def load_registry(pm: pluggy.PluginManager | None = None) -> Registry:
         try:
             # pluggy lets an implementation take fewer arguments than the spec names.
             impl.function(**({"register": collected.append} if "register" in impl.argnames else {}))
-            for fn in collected:
-                registry.add(info_for(fn, plugin=plugin_name))
-        except RegistryError:
-            raise
+            infos = [info_for(fn, plugin=plugin_name) for fn in collected]
         except Exception as e:
             registry.failures[plugin_name] = f"{type(e).__name__}: {e}"
+            continue
+        names = [i.name for i in infos]
+        if dup := sorted({n for n in names if names.count(n) > 1}):
+            raise RegistryError(f"plugin {plugin_name} registers {', '.join(dup)} more than once; "
+                                "a name must resolve to exactly one function")
+        for info in infos:
+            registry.add(info)
     return registry

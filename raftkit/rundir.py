@@ -137,7 +137,7 @@ class RunWriter:
 
     @classmethod
     def resume(cls, root: str | os.PathLike, completed: int | None) -> RunWriter:
-        """Reopen a run after a stop: keep iterations up to ``completed`` (the checkpoint's), drop later ones."""
+        """Reopen a stopped run: keep iterations up to ``completed`` (the checkpoint's), drop later ones."""
         root = Path(root)
         info = json.loads((root / "run.json").read_text())
         writer = cls(root, info)
@@ -189,15 +189,28 @@ class RunWriter:
         self._save_info()
 
 
-def checkpoint_path(root: str | os.PathLike) -> Path:
-    return Path(root) / "checkpoint"
+def latest_checkpoint(root: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint folder, or None. A kill in the middle of ``replace_dir`` leaves
+    the previous checkpoint as ``checkpoint.old``, which is then the newest complete one."""
+    for candidate in (Path(root) / "checkpoint", Path(root) / "checkpoint.old"):
+        if (candidate / "state.json").is_file():
+            return candidate
+    return None
 
 
 def replace_dir(tmp: Path, final: Path) -> None:
-    """Swap a fully written folder into place (the old one is removed only after the new one exists)."""
+    """Swap a fully written folder into place; the old one is removed only after the new one exists.
+
+    A checkpoint folder counts as complete when its ``state.json`` exists: write that file last.
+    """
     old = final.with_name(final.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         os.replace(final, old)
     os.replace(tmp, final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def checkpoint_path(root: str | os.PathLike) -> Path:
+    """Where the latest checkpoint is written (read it back with ``latest_checkpoint``)."""
+    return Path(root) / "checkpoint"

@@ -6,7 +6,8 @@ from raftkit.models import ModelError, resolve_model
 
 
 @click.command("prepare-model")
-@click.option("--model", default=None, help="Model folder or hub id (default: the bundled SmolLM2-135M-Instruct).")
+@click.option("--model", default=None,
+              help="Model folder or hub id (default: the bundled SmolLM2-135M-Instruct).")
 def command(model: str | None) -> None:
     """Prepare a model folder that transformers and vLLM both load, and print where it is.
 

@@ -1,0 +1,338 @@
+"""Run configuration: plain dataclasses whose field docstrings are the documentation and the ``--help``.
+
+Each field is followed by a string literal (cleanrl style); ``field_docs`` reads those with ``ast``.
+``AlignConfig`` holds what every algorithm shares; ``RaftConfig`` (raftkit.raft) and ``GRPOConfig``
+(raftkit.grpo) add their own fields. A field name means one thing everywhere: a name the common config
+already has is not repeated. Values come, in increasing priority, from the dataclass defaults, a
+``--config`` file (YAML or TOML, flat keys) and the command line. A run writes the resolved config back to
+``RUN_DIR/config.yaml`` in the same flat form, so ``--config RUN_DIR/config.yaml`` repeats it.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import inspect
+import textwrap
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import click
+import yaml
+
+# The four built-in degeneracy filters of seed 003's failures: stray '#', ':)' floods, loops, self-dialogue.
+DEFAULT_FILTERS = ("stray_hash", "emoticon_flood", "repetition_loop", "self_dialogue")
+
+
+class ConfigError(ValueError):
+    """A config value or file that cannot be used; the message names the file and key."""
+
+
+@dataclass
+class AlignConfig:
+    """Settings shared by every algorithm of `raftkit align`."""
+
+    algo: Literal["raft", "grpo"] = "raft"
+    """Training algorithm: raft (keep the best samples, fine-tune on them) or grpo."""
+    model: str = "default"
+    """Model to align: a transformers folder, a hub id, or 'default' (bundled SmolLM2-135M-Instruct)."""
+    dataset: str = "bundled"
+    """Prompt set: 'bundled', a .jsonl/.json/.csv/.parquet file or folder, or a datasets name."""
+    prompt_column: str = "prompt"
+    """Dataset column holding the prompt (text or chat messages)."""
+    rewards: list[str] = field(default_factory=list, metadata={"option": "reward"})
+    """Reward as NAME[:key=value,...][*WEIGHT]; repeat for several (see `raftkit rewards`)."""
+    filters: list[str] = field(default_factory=lambda: list(DEFAULT_FILTERS), metadata={"option": "filter"})
+    """Degeneracy filter as NAME[:action=penalty|drop,penalty=P]; repeat for several. Replaces the default
+    four (stray_hash, emoticon_flood, repetition_loop, self_dialogue)."""
+    iterations: int = 12
+    """Number of iterations (sample, score, update)."""
+    prompts_per_iteration: int = 24
+    """Prompts drawn per iteration (b)."""
+    k: int = 8
+    """Completions sampled per prompt."""
+    temperature: float = 1.0
+    """Sampling temperature."""
+    top_p: float = 1.0
+    """Nucleus sampling threshold (1 = off)."""
+    max_new_tokens: int = 48
+    """Most tokens a completion may have."""
+    lr: float = 3e-5
+    """Peak learning rate (AdamW)."""
+    seed: int = 0
+    """Random seed: prompt order, sampling engine, training."""
+    output: str | None = None
+    """Run directory (default runs/<timestamp>-<algo>, with runs/latest pointing at it)."""
+    sampler: Literal["auto", "vllm", "hf"] = "auto"
+    """Sampling engine: vllm, hf (transformers generate), or auto (vllm when it imports)."""
+    kv_cache_gib: float = 1.0
+    """vLLM KV-cache size in GiB."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass (less memory, slower)."""
+    lora_r: int = 0
+    """LoRA rank; 0 trains all weights."""
+    save_every: int = 1
+    """Save the resumable checkpoint every N iterations."""
+    checkpoint_every: int = 0
+    """Also keep a copy at checkpoints/iter-N every N iterations (0: never)."""
+    heldout: int = 40
+    """Held-out prompts for the before/after evaluation (never trained on; 0 skips the evaluation)."""
+    eval_samples: int = 2
+    """Completions per held-out prompt in the evaluation."""
+    eval_temperature: float = 0.7
+    """Sampling temperature of the evaluation (0: greedy)."""
+    reward_timeout: float = 60.0
+    """Seconds a reward may take on one batch before the run stops with an error."""
+
+
+# --------------------------------------------------------------------------- reading the dataclasses
+
+
+@cache
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of a dataclass, from its source (empty where there is none)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError, SyntaxError):  # no source (e.g. built in a REPL): no help text
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for node, nxt in zip(body, [*body[1:], None], strict=True):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                    and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
+                    and isinstance(nxt.value.value, str)):
+                docs[node.target.id] = " ".join(inspect.cleandoc(nxt.value.value).split())
+    return docs
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One config field as the CLI and the loaders see it."""
+
+    name: str
+    type: Any
+    default: Any
+    doc: str
+    option: str  # the CLI option without dashes, e.g. "reward" for the field "rewards"
+    owner: type
+
+
+def _default_of(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def fields_of(*classes: type) -> dict[str, FieldSpec]:
+    """The union of the classes' fields; a name seen twice belongs to the first class that has it."""
+    out: dict[str, FieldSpec] = {}
+    for cls in classes:
+        hints = typing.get_type_hints(cls)
+        docs = field_docs(cls)
+        for f in dataclasses.fields(cls):
+            if f.name in out or not f.init:
+                continue
+            out[f.name] = FieldSpec(f.name, hints[f.name], _default_of(f), docs.get(f.name, ""),
+                                    f.metadata.get("option", f.name), cls)
+    return out
+
+
+def _unwrap_optional(t: Any) -> tuple[Any, bool]:
+    if typing.get_origin(t) in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(t) if a is not type(None)]
+        if len(members) == 1 and len(typing.get_args(t)) == 2:
+            return members[0], True
+    return t, False
+
+
+def _is_sequence(t: Any) -> bool:
+    return typing.get_origin(t) in (list, tuple) or t in (list, tuple)
+
+
+def coerce(value: Any, t: Any, where: str) -> Any:
+    """Convert a value read from a file or the CLI to the field type ``t``; ``where`` goes in the error."""
+    base, optional = _unwrap_optional(t)
+    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null")):
+        if optional:
+            return None
+        raise ConfigError(f"{where}: a value is required")
+    origin = typing.get_origin(base)
+    if _is_sequence(base):
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = [a for a in typing.get_args(base) if a is not Ellipsis] or [Any]
+        items = [coerce(v, args[0], f"{where}[{i}]") if args[0] is not Any else v for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else list(items)
+    if origin is Literal:
+        choices = typing.get_args(base)
+        if value not in choices:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, choices))}")
+        return value
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("1", "true", "yes", "on"):
+            return True
+        if str(value).lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if base is int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a whole number, got {value!r}") from None
+    if base is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if base is str:
+        if isinstance(value, dict | list):
+            raise ConfigError(f"{where}: expected text, got {value!r}")
+        return str(value)
+    return value
+
+
+def build(cls: type, values: Mapping[str, Any], source: str = "config") -> Any:
+    """An instance of ``cls`` from the values that name its fields (the others are ignored)."""
+    specs = fields_of(cls)
+    kwargs = {name: coerce(v, specs[name].type, f"{source}: '{name}'") for name, v in values.items()
+              if name in specs}
+    return cls(**kwargs)
+
+
+def to_dict(*configs: Any) -> dict[str, Any]:
+    """The configs as one flat mapping of plain YAML values, in field order (the first config wins)."""
+    out: dict[str, Any] = {}
+    for cfg in configs:
+        for f in dataclasses.fields(cfg):
+            if f.name not in out:
+                value = getattr(cfg, f.name)
+                out[f.name] = list(value) if isinstance(value, tuple | list) else value
+    return out
+
+
+# --------------------------------------------------------------------------- files
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML (.yaml/.yml) or TOML (.toml) config into a flat mapping."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"--config {path}: cannot read it ({e.strerror or e})") from None
+    try:
+        if path.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"--config {path}: not valid {'TOML' if path.suffix == '.toml' else 'YAML'} ({e})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: expected a mapping of option names to values, got {type(data).__name__}")
+    return data
+
+
+def check_keys(values: Mapping[str, Any], known: Iterable[str], source: str) -> None:
+    """Every key must name a field; a typo gets the closest match."""
+    known = list(known)
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"{source}: unknown option '{key}'.{hint}")
+
+
+def save_yaml(path: str | Path, values: Mapping[str, Any]) -> None:
+    Path(path).write_text(yaml.safe_dump(dict(values), sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- command-line options
+
+
+def _click_type(t: Any) -> Any:
+    base, _ = _unwrap_optional(t)
+    if _is_sequence(base):
+        args = [a for a in typing.get_args(base) if a is not Ellipsis]
+        base = args[0] if args else str
+    if typing.get_origin(base) is Literal:
+        return click.Choice([str(c) for c in typing.get_args(base)])
+    return {int: int, float: float, bool: bool}.get(base, str)
+
+
+def _type_hint(t: Any) -> str:
+    base, _ = _unwrap_optional(t)
+    if _is_sequence(base):
+        return "TEXT"
+    return {int: "INT", float: "FLOAT"}.get(base, "TEXT")
+
+
+def click_option(spec: FieldSpec) -> click.Option:
+    """A click option for a field. Every option defaults to "not given", so a --config value can win."""
+    base, _ = _unwrap_optional(spec.type)
+    default = spec.default
+    shown = ", ".join(map(str, default)) if isinstance(default, list | tuple) else default
+    help_text = spec.doc + (f"  [default: {shown}]" if shown not in (None, "", []) else "")
+    flag = spec.option.replace("_", "-")
+    if base is bool:
+        return click.Option([f"--{flag}/--no-{flag}", spec.name], default=None, help=help_text)
+    if _is_sequence(base):
+        return click.Option([f"--{flag}", spec.name], multiple=True, type=_click_type(spec.type),
+                            help=help_text + " (repeatable)")
+    return click.Option([f"--{flag}", spec.name], type=_click_type(spec.type), default=None,
+                        metavar=None if typing.get_origin(base) is Literal else _type_hint(spec.type),
+                        help=help_text)
+
+
+def cli_values(ctx: click.Context, names: Iterable[str]) -> dict[str, Any]:
+    """The options the user actually gave on the command line (not click's defaults)."""
+    out = {}
+    for name in names:
+        source = ctx.get_parameter_source(name)
+        if source in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT):
+            value = ctx.params[name]
+            out[name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+class ConfigCommand(click.Command):
+    """A click command whose options come from config dataclasses, found on first use.
+
+    Loading the algorithm configs imports torch; deferring it keeps `raftkit --help` and the other
+    commands fast.
+    """
+
+    def __init__(self, *args: Any, classes: Callable[[], list[type]], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._classes = classes
+        self._loaded = False
+
+    def config_fields(self) -> dict[str, FieldSpec]:
+        return fields_of(*self._classes())
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        if not self._loaded:
+            self._loaded = True
+            self.params.extend(click_option(s) for s in self.config_fields().values())
+        return super().get_params(ctx)

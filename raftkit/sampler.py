@@ -1,0 +1,257 @@
+"""Sampling k completions per prompt: the interface both backends implement, and the helpers they share.
+
+Two backends produce the same ``Rollout`` records:
+
+- ``VLLMSampler`` (raftkit.sampler_vllm): an in-process vLLM engine whose weights are replaced in place
+  after every policy update.
+- ``HFSampler`` (raftkit.sampler_hf): batched transformers ``generate``, the fallback where vLLM is missing.
+
+Both tokenize prompts with ``raftkit.chat.encode_prompt`` and hand the engine token ids, so the trainer
+sees the very ids that were sampled from. Both report ``logprobs`` under the *processed* distribution the
+token was drawn from (after temperature, top-k and top-p), which is what GRPO's importance ratio needs;
+at temperature 0 that is the plain log-softmax of the logits. docs/sampler.md has the details.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import torch
+
+from raftkit.chat import encode_prompt
+from raftkit.rollouts import Prompt, Rollout
+from raftkit.text import self_dialogue_cut
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SamplingParams:
+    """How to sample. One object serves both backends."""
+
+    temperature: float = 0.9
+    """Softmax temperature; 0 means greedy decoding."""
+    top_p: float = 1.0
+    """Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p (1 = off)."""
+    top_k: int = 0
+    """Keep only the k most likely tokens (0 = off)."""
+    max_new_tokens: int = 64
+    """Length limit of each completion, in tokens."""
+    random_max_new_tokens: tuple[int, int] | None = None
+    """Draw each sample's length limit uniformly from [lo, hi] (seed 003: [64, 128] reduced repetition)."""
+    stop: list[str] = field(default_factory=list)
+    """Strings that end a completion; the text is cut before the first one."""
+    truncate_self_dialogue: bool = True
+    """Cut a completion where the model starts writing the user's next turn (raftkit.text.self_dialogue_cut)."""
+    max_prompt_tokens: int = 512
+    """Longer prompts are skipped and counted in ``Sampler.skipped``, never sampled (no out-of-memory)."""
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.random_max_new_tokens is not None:
+            lo, hi = self.random_max_new_tokens
+            if not 1 <= lo <= hi:
+                raise ValueError(f"random_max_new_tokens must be (lo, hi) with 1 <= lo <= hi, got {(lo, hi)}")
+            self.random_max_new_tokens = (int(lo), int(hi))
+        if any(not s for s in self.stop):
+            raise ValueError("stop strings must not be empty")
+
+    @property
+    def longest(self) -> int:
+        """The largest number of new tokens any sample may get."""
+        return self.random_max_new_tokens[1] if self.random_max_new_tokens else self.max_new_tokens
+
+
+class Sampler(Protocol):
+    """Draws k completions per prompt and takes the policy's new weights after each update."""
+
+    tokenizer: Any  # PreTrainedTokenizerBase
+    skipped: list[int]  # prompt indices the last generate() call skipped (too long)
+
+    def generate(self, prompts: Sequence[Prompt], k: int, params: SamplingParams) -> list[Rollout]:
+        """k rollouts per prompt, prompt-major (all k of prompt 0, then prompt 1, ...); skipped prompts
+        have none."""
+        ...
+
+    def sync(self, weights: Iterable[tuple[str, torch.Tensor]]) -> float:
+        """Load (name, tensor) pairs in HF checkpoint naming in place; return the seconds taken."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers shared by the backends
+# --------------------------------------------------------------------------------------------------
+
+
+def encode_prompts(tokenizer: Any, prompts: Sequence[Prompt], max_tokens: int) -> tuple[list[list[int] | None],
+                                                                                         list[int]]:
+    """Token ids of each prompt, or None for prompts that are empty or longer than ``max_tokens``.
+
+    Returns (ids per prompt, indices of the skipped prompts).
+    """
+    encoded: list[list[int] | None] = []
+    skipped: list[int] = []
+    for i, prompt in enumerate(prompts):
+        ids = encode_prompt(tokenizer, prompt)
+        if not ids or len(ids) > max_tokens:
+            encoded.append(None)
+            skipped.append(i)
+        else:
+            encoded.append(list(ids))
+    if skipped:
+        log.warning("sampler: skipped %d of %d prompts (empty or longer than %d tokens): indices %s",
+                    len(skipped), len(prompts), max_tokens, skipped[:10] + (["..."] if len(skipped) > 10 else []))
+    return encoded, skipped
+
+
+def draw_lengths(rng: random.Random, n: int, params: SamplingParams) -> list[int]:
+    """Each sample's max-new-tokens: the fixed limit, or one drawn from the random range."""
+    if params.random_max_new_tokens is None:
+        return [params.max_new_tokens] * n
+    lo, hi = params.random_max_new_tokens
+    return [rng.randint(lo, hi) for _ in range(n)]
+
+
+def decode(tokenizer: Any, ids: Sequence[int]) -> str:
+    """The completion text of ``ids``: special tokens (the end-of-turn token) are left out."""
+    return tokenizer.decode(list(ids), skip_special_tokens=True)
+
+
+def cut_tokens(tokenizer: Any, ids: Sequence[int], logprobs: Sequence[float], text: str,
+               cut: int) -> tuple[list[int], list[float], str]:
+    """Cut a completion at character ``cut`` of ``text`` (== ``decode(tokenizer, ids)``), keeping ids,
+    log-probs and text consistent.
+
+    Keeps the longest token prefix ``ids[:n]`` whose text ends at or before the cut, i.e. a token that
+    straddles the cut is dropped with everything after it, so no part of the cut-off text is kept.
+    Invariant of the result ``(ids', logprobs', text')``::
+
+        text' == decode(tokenizer, ids')  and  text[:cut].startswith(text')  and  len(ids') == len(logprobs')
+    """
+    ids = list(ids)
+    head = text[:cut]
+
+    def fits(n: int) -> bool:
+        return head.startswith(decode(tokenizer, ids[:n]))
+
+    # Decoded length grows (almost) monotonically with n: bisect for the last prefix not longer than the
+    # cut, then step back past prefixes that end inside a multi-byte character or a straddling token.
+    lo, hi = 0, len(ids)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if len(decode(tokenizer, ids[:mid])) <= cut:
+            lo = mid
+        else:
+            hi = mid - 1
+    n = lo
+    while n > 0 and not fits(n):
+        n -= 1
+    return ids[:n], list(logprobs[:n]), decode(tokenizer, ids[:n])
+
+
+def finish_rollout(tokenizer: Any, *, prompt_index: int, prompt: Prompt, prompt_ids: list[int],
+                   ids: Sequence[int], logprobs: Sequence[float], finish_reason: str,
+                   params: SamplingParams) -> Rollout:
+    """Build a Rollout from a backend's raw sample: apply stop strings and the self-dialogue cut.
+
+    ``ids`` are the sampled tokens, ending with the end-of-turn token where the model stopped by itself
+    (kept: the trainer must learn to stop). ``finish_reason`` is the backend's: "stop" or "length".
+    After a stop-string or self-dialogue cut the ids end without an end-of-turn token, and the reason
+    becomes "stop" (stop string) or "truncated" (self-dialogue).
+    """
+    if len(ids) != len(logprobs):
+        raise ValueError(f"{len(ids)} token ids but {len(logprobs)} log-probs")
+    ids, logprobs = list(ids), [float(x) for x in logprobs]
+    text = decode(tokenizer, ids)
+    cut, reason = None, finish_reason
+    for s in params.stop:
+        at = text.find(s)
+        if at >= 0 and (cut is None or at < cut):
+            cut, reason = at, "stop"
+    if params.truncate_self_dialogue:
+        at = self_dialogue_cut(text)
+        if at is not None and (cut is None or at < cut):
+            cut, reason = at, "truncated"
+    if cut is not None:
+        ids, logprobs, text = cut_tokens(tokenizer, ids, logprobs, text, cut)
+    return Rollout(
+        prompt_index=prompt_index,
+        prompt=prompt,
+        prompt_ids=list(prompt_ids),
+        completion=text,
+        completion_ids=ids,
+        logprobs=logprobs,
+        finish_reason=reason,
+        truncated=reason == "length",
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Choosing a backend
+# --------------------------------------------------------------------------------------------------
+
+_HF_KWARGS = {"tokenizer", "seed", "batch_size", "dtype", "progress"}
+
+
+def vllm_import_error() -> str | None:
+    """Why vLLM cannot be used here, or None when it imports."""
+    try:
+        import vllm  # noqa: F401
+    except Exception as e:  # a broken install raises more than ImportError (e.g. missing torch ops)
+        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    return None
+
+
+def make_sampler(kind: Literal["auto", "vllm", "hf"], model: str, **kwargs: Any) -> Sampler:
+    """Build a sampler. "auto" is vLLM where it imports, else transformers with a one-line notice.
+
+    kwargs go to the chosen class; vLLM-only options (kv_cache_gib, max_model_len, engine kwargs) are
+    dropped when "auto" falls back to transformers.
+    """
+    if kind not in ("auto", "vllm", "hf"):
+        raise ValueError(f"unknown sampler {kind!r}: choose auto, vllm or hf")
+    if kind == "auto":
+        reason = vllm_import_error()
+        if reason is None:
+            kind = "vllm"
+        else:
+            from rich.console import Console
+
+            Console(stderr=True).print(f"[yellow]vLLM is not available ({reason}); sampling with "
+                                       "transformers generate (slower).[/yellow]", highlight=False)
+            kind = "hf"
+            kwargs = {k: v for k, v in kwargs.items() if k in _HF_KWARGS}
+    if kind == "vllm":
+        from raftkit.sampler_vllm import VLLMSampler
+
+        return VLLMSampler(model, **kwargs)
+    from raftkit.sampler_hf import HFSampler
+
+    return HFSampler(model, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    # `from raftkit.sampler import VLLMSampler, HFSampler` works without importing vLLM up front.
+    if name == "VLLMSampler":
+        from raftkit.sampler_vllm import VLLMSampler
+
+        return VLLMSampler
+    if name == "HFSampler":
+        from raftkit.sampler_hf import HFSampler
+
+        return HFSampler
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
