@@ -1,1 +1,186 @@
-"""Built-in filters plugin (being written)."""
+"""Built-in degeneracy filters: the failures seed 003 watched RAFT and PPO learn.
+
+A filter is called like a reward and returns the number of hits per completion (0 = clean). The stack
+then either caps the sample's total at a fixed penalty or drops it (``--filter NAME:action=drop``).
+Every pattern here runs in linear time, so a 2,000-token degenerate completion cannot stall scoring.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+
+from raftkit.registry import filter, hookimpl
+from raftkit.rewards import completion_text
+from raftkit.text import SELF_DIALOGUE, self_dialogue_cut
+
+# --------------------------------------------------------------------------- stray '#'
+
+# A fenced code block (``` or ~~~, up to a matching fence or the end of the text).
+_FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})[^\n]*\n.*?(?:^[ \t]{0,3}\1[ \t]*$|\Z)", re.M | re.S)
+_INLINE_CODE = re.compile(r"(`+)[^`\n]+?\1")
+# A markdown heading: up to 3 spaces, 1-6 '#', a space, then text. The marker is legitimate; a closing
+# '###' sequence at the end of the line is not (that is the stray-'#' habit seed 003 saw).
+_HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+(?=\S)")
+_HASHES = re.compile(r"#+")
+_NUMBER_REF = re.compile(r"(?<!\S)#\d+\b")  # "issue #12", "#1": a number, not a stray mark
+
+
+@filter(name="stray_hash", description="'#' outside code and markdown headings (seed 003's RAFT failure).")
+def stray_hash(completions: list[Any], **kwargs: Any) -> list[int]:
+    """Count runs of ``#`` that are neither code nor a markdown heading marker.
+
+    Code blocks (fenced and inline), a heading marker at the start of a line (``## Title``) and a number
+    reference (``issue #12``) are allowed; a ``#`` glued to text (``Sure!#``, ``C#``), a line of ``###``,
+    or a heading's trailing ``###`` each count once per run.
+
+    Args:
+        completions: strings or chat messages.
+
+    Returns:
+        the number of stray ``#`` runs per completion.
+
+    Example:
+        >>> stray_hash(["## Title\\nText.", "Sure!# ###", "Use `#include` here", "# A\\n#B ##"])
+        [0, 2, 0, 2]
+    """
+    out = []
+    for c in completions:
+        text = _FENCE.sub("\n", completion_text(c))
+        hits = 0
+        for line in text.split("\n"):
+            line = _HEADING.sub("", line, count=1)
+            hits += len(_HASHES.findall(_NUMBER_REF.sub("", _INLINE_CODE.sub("", line))))
+        out.append(hits)
+    return out
+
+
+# --------------------------------------------------------------------------- emoticons
+
+# Western (":)", ";-)", ":D", ":P", "XD", ":')") and eastern ("^_^", "(^^)", "(*^^*)", "T_T") emoticons.
+# The lookarounds keep "10:30", "http://", "Note:Pay" and "(see 8)" from counting.
+_EMOTICON = re.compile(
+    r"""(?<![:;=])[:;=]['-]?[)(\]\[DPp|*O](?!\w)"""  # :) ;-) :D :P :( =) :'( smile:)
+    r"""|(?<!\w)[xX]D+(?!\w)"""  # XD xDD
+    r"""|\(\s*[*o]?\s*[\^T;][_\-.o~]?[\^T;]\s*[*o]?\s*\)"""  # (^^) (^_^) (*^^*) (T_T) (^o^) (;_;)
+    r"""|(?<![\w^])\^[_\-.o~]?\^(?![\w^])"""  # ^_^ ^^ ^-^ ^o^
+    r"""|(?<!\w)T_T(?!\w)|(?<!\w)-_-(?!\w)|(?<!\w)[oO]_[oO](?!\w)""",
+)
+
+
+def emoticons(text: str) -> list[str]:
+    """Every emoticon in ``text``, in order.
+
+    >>> emoticons("Great :) see you ;-) (^^) at 10:30 http://x.y")
+    [':)', ';-)', '(^^)']
+    """
+    return _EMOTICON.findall(text)
+
+
+@filter(name="emoticon_flood", description="Emoticons (:) ;) :D ^_^ …) beyond `threshold` (seed 003).")
+def emoticon_flood(completions: list[Any], *, threshold: int = 2, **kwargs: Any) -> list[int]:
+    """Count the emoticons beyond ``threshold`` in each completion.
+
+    After ``#`` was penalised, seed 003's PPO model learned to repeat ``:)``, then ``;)``: a couple of
+    emoticons are fine, a flood is degenerate.
+
+    Args:
+        completions: strings or chat messages.
+        threshold: how many emoticons are allowed in total.
+
+    Returns:
+        ``max(0, count - threshold)`` per completion.
+
+    Example:
+        >>> emoticon_flood(["Hi :)", "Hi :) :) ;) :D ^_^", "10:30 at http://x"], threshold=2)
+        [0, 3, 0]
+    """
+    return [max(0, len(emoticons(completion_text(c))) - threshold) for c in completions]
+
+
+# --------------------------------------------------------------------------- repetition loops
+
+_SEPARATORS = r"[\s、,，。.!！?？…・;；:：\-—]*"
+_MAX_PHRASE = 50  # characters; longer repeats are caught line by line
+
+
+@lru_cache(maxsize=16)
+def _loop_pattern(min_repeats: int) -> re.Pattern[str]:
+    # A phrase that starts with a letter (not "000,000,000", not "......"), of 2-50 characters, then
+    # the very same phrase again min_repeats-1 times, separated only by spaces/punctuation. The phrase
+    # length is bounded, so the search is linear in the text length (times the bound).
+    return re.compile(
+        rf"([^\W\d_].{{1,{_MAX_PHRASE - 1}}}?)(?:{_SEPARATORS}\1){{{min_repeats - 1},}}", re.S | re.I)
+
+
+def repetition_loops(text: str, min_repeats: int = 3) -> list[str]:
+    """The looping phrases in ``text``: a phrase repeated back to back ``min_repeats`` times or more,
+    and long lines (over 50 characters) that occur ``min_repeats`` times or more anywhere.
+
+    >>> repetition_loops("人生の、人生の、人生の。Fine. I think I think I think so.")
+    ['人生の', 'I think']
+    """
+    found = [m.group(1) for m in _loop_pattern(min_repeats).finditer(text)]
+    lines: dict[str, int] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if len(line) > _MAX_PHRASE and re.search(r"[^\W\d_]", line):
+            lines[line] = lines.get(line, 0) + 1
+    found.extend(line for line, count in lines.items() if count >= min_repeats)
+    return found
+
+
+@filter(name="repetition_loop", description="The same phrase back to back `min_repeats`+ times, or a line.")
+def repetition_loop(completions: list[Any], *, min_repeats: int = 3, **kwargs: Any) -> list[int]:
+    """Count repetition loops: "人生の、人生の、人生の", "I think I think I think", one line over and over.
+
+    Seed 002's over-trained DPO model collapsed into exactly such repeated phrases.
+
+    Args:
+        completions: strings or chat messages.
+        min_repeats: how many back-to-back copies make a loop (at least 2).
+
+    Returns:
+        the number of loops found per completion.
+
+    Example:
+        >>> repetition_loop(["人生の、人生の、人生の", "I think I think I think", "I think so."])
+        [1, 1, 0]
+    """
+    if min_repeats < 2:
+        raise ValueError(f"repetition_loop: min_repeats must be at least 2, got {min_repeats}")
+    return [len(repetition_loops(completion_text(c), min_repeats)) for c in completions]
+
+
+# --------------------------------------------------------------------------- self-dialogue
+
+
+@filter(name="self_dialogue", description="A self-dialogue continuation: '###Human:', 'User:' (seed 003).")
+def self_dialogue(completions: list[Any], **kwargs: Any) -> list[int]:
+    """Count the turns the model wrote for the other side (``###Human:``, ``User:``, ``<|im_start|>user``).
+
+    The sampler cuts completions at the first such turn (``raftkit.text.self_dialogue_cut``), so during
+    training this filter sees what the cut left; on raw text (``raftkit score``) it counts every turn.
+
+    Args:
+        completions: strings or chat messages.
+
+    Returns:
+        the number of self-dialogue turns per completion.
+
+    Example:
+        >>> self_dialogue(["Paris.###Human: Spain?###Assistant: Madrid.", "Paris.", "Paris.\\nUser: ok"])
+        [2, 0, 1]
+    """
+    out = []
+    for c in completions:
+        text = completion_text(c)
+        out.append(0 if self_dialogue_cut(text) is None else len(SELF_DIALOGUE.findall(text)))
+    return out
+
+
+@hookimpl
+def register_rewards(register):
+    for fn in (stray_hash, emoticon_flood, repetition_loop, self_dialogue):
+        register(fn)

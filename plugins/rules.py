@@ -1,1 +1,278 @@
-"""Built-in rules plugin (being written)."""
+"""Built-in rule rewards: cheap functions of the completion text (every prompt is sampled k times).
+
+Each is a TRL reward function: ``fn(prompts, completions, **kwargs) -> list[float]``, with completions as
+strings or chat messages. Its keyword-only arguments are its parameters (``--reward length:target=50``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import cache, lru_cache
+from typing import Annotated, Any, Literal
+
+import emoji as emoji_lib
+
+from raftkit.registry import hookimpl, reward
+from raftkit.rewards import completion_text
+from raftkit.text import distinct_n
+
+
+def check_regex(pattern: str) -> None:
+    """Reject a pattern that does not compile, when the reward is configured rather than mid-run."""
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        raise ValueError(f"not a regular expression ({e})") from None
+
+
+Regex = Annotated[str, check_regex]
+
+
+@reward(name="emoji", description="Number of emojis, capped at `max` (seed 004).")
+def emoji(completions: list[Any], *, max: int = 4, **kwargs: Any) -> list[float]:
+    """Count the emojis in each completion, capped at ``max``.
+
+    Args:
+        completions: strings, or chat messages ``[{"role": "assistant", "content": ...}]``.
+        max: the cap; more emojis than this earn nothing extra.
+
+    Returns:
+        ``min(emoji_count, max)`` per completion.
+
+    Example:
+        >>> emoji(["Tokyo 🗼🍣", "no emoji", "🎉🎉🎉🎉🎉🎉"])
+        [2.0, 0.0, 4.0]
+    """
+    cap = max
+    return [float(min(emoji_lib.emoji_count(completion_text(c)), cap)) for c in completions]
+
+
+@cache
+def _default_tokenizer():
+    # Only for unit=tokens without completion_ids (e.g. `raftkit score` on a file): the bundled model's.
+    from transformers import AutoTokenizer
+
+    from raftkit.models import default_model_path
+
+    return AutoTokenizer.from_pretrained(str(default_model_path()))
+
+
+@reward(name="length", description="exp(-alpha*|len - target|): 1.0 at the target length (seed 004).")
+def length(
+    completions: list[Any],
+    *,
+    target: int = 30,
+    alpha: float = 0.15,
+    unit: Literal["chars", "tokens"] = "chars",
+    completion_ids: list[list[int]] | None = None,
+    **kwargs: Any,
+) -> list[float]:
+    """Closeness of each completion's length to ``target``.
+
+    Args:
+        completions: strings or chat messages.
+        target: the length that earns 1.0.
+        alpha: how fast the reward decays per unit away from the target.
+        unit: ``chars`` (characters, right for Japanese too) or ``tokens`` (taken from the
+            ``completion_ids`` keyword argument that trainers pass; without it, counted with the
+            bundled model's tokenizer).
+
+    Returns:
+        ``exp(-alpha * |length - target|)`` per completion, in (0, 1].
+
+    Example:
+        >>> [round(v, 4) for v in length(["x" * 30, "x" * 20], target=30, alpha=0.15)]
+        [1.0, 0.2231]
+    """
+    if unit == "tokens":
+        if completion_ids is None:
+            tok = _default_tokenizer()
+            texts = [completion_text(c) for c in completions]
+            completion_ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+        sizes = [len(ids) for ids in completion_ids]
+    else:
+        sizes = [len(completion_text(c)) for c in completions]
+    return [math.exp(-alpha * abs(n - target)) for n in sizes]
+
+
+# One <think>…</think> block at the start, then a non-empty answer with no further think tags (as TRL's
+# think_format_reward). Linear time by construction: the tempered tokens cannot consume a think tag and
+# the possessive quantifiers (Python 3.11) never give characters back, so a 2,000-token degenerate
+# completion costs one pass, not an exponential search.
+THINK_FORMAT = r"\A\s*+<think>(?:(?!</?think>).)*+</think>(?=\s*+\S)(?:(?!</?think>).)*+\Z"
+
+
+@reward(name="format", description="1.0 on a regex match (default: <think>…</think>, then an answer).")
+def format(completions: list[Any], *, pattern: Regex = THINK_FORMAT, **kwargs: Any) -> list[float]:
+    """Whether each completion matches ``pattern`` (``re.search``, DOTALL: ``.`` crosses lines).
+
+    Args:
+        completions: strings or chat messages.
+        pattern: a Python regular expression; the default wants exactly one ``<think>…</think>`` block
+            at the start, followed by a non-empty answer. Anchor your own with ``\\A``/``\\Z`` as needed,
+            and avoid nested quantifiers such as ``(a+)+``: a regex holds the interpreter while it runs.
+
+    Returns:
+        1.0 for a match, else 0.0.
+
+    Example:
+        >>> format(["<think>2+2 is 4</think> 4", "4", "<think>unfinished"])
+        [1.0, 0.0, 0.0]
+    """
+    rx = _compiled(pattern)
+    return [1.0 if rx.search(completion_text(c)) else 0.0 for c in completions]
+
+
+@lru_cache(maxsize=64)
+def _compiled(pattern: str, flags: int = re.DOTALL) -> re.Pattern[str]:
+    return re.compile(pattern, flags)
+
+
+def _split_words(words: str) -> list[str]:
+    return [w.strip() for w in re.split(r"[,|]", words) if w.strip()]
+
+
+def check_words(words: str) -> None:
+    if not _split_words(words):
+        raise ValueError("give at least one word, separated by commas or |")
+
+
+@reward(name="keyword", description="Fraction of the given words present (case-insensitive).")
+def keyword(
+    completions: list[Any], *, words: Annotated[str, check_words], whole_words: bool = False, **kwargs: Any
+) -> list[float]:
+    """Fraction of ``words`` that appear in each completion, ignoring case.
+
+    Args:
+        completions: strings or chat messages.
+        words: the words, separated by commas or ``|`` (``keyword:words=Paris|France``). Required.
+        whole_words: match whole words only (``cat`` not in ``category``). Leave off for Japanese,
+            which has no spaces between words.
+
+    Returns:
+        present / len(words) per completion, in [0, 1].
+
+    Example:
+        >>> keyword(["Paris is in France.", "Lyon.", "パリはフランスの首都"], words="paris,france")
+        [1.0, 0.0, 0.0]
+        >>> keyword(["パリはフランスの首都"], words="パリ|東京")
+        [0.5]
+    """
+    wanted = [w.casefold() for w in _split_words(words)]
+    if not wanted:
+        raise ValueError("keyword: give at least one word (keyword:words=a,b)")
+    out = []
+    for c in completions:
+        text = completion_text(c).casefold()
+        if whole_words:
+            found = sum(1 for w in wanted if re.search(rf"(?<!\w){re.escape(w)}(?!\w)", text))
+        else:
+            found = sum(1 for w in wanted if w in text)
+        out.append(found / len(wanted))
+    return out
+
+
+@reward(name="contains", description="1.0 if a substring (or regex) is present.")
+def contains(
+    completions: list[Any],
+    *,
+    pattern: str,
+    regex: bool = False,
+    ignore_case: bool = False,
+    **kwargs: Any,
+) -> list[float]:
+    """Whether each completion contains ``pattern``.
+
+    Args:
+        completions: strings or chat messages.
+        pattern: the substring to look for (required); a regular expression when ``regex=true``.
+        regex: treat ``pattern`` as a Python regular expression (``re.search``).
+        ignore_case: ignore case.
+
+    Returns:
+        1.0 if present, else 0.0.
+
+    Example:
+        >>> contains(["The answer is 42.", "No idea."], pattern="42")
+        [1.0, 0.0]
+        >>> contains(["ANSWER: 7"], pattern=r"answer:\\s*\\d+", regex=True, ignore_case=True)
+        [1.0]
+    """
+    if regex:
+        check_regex(pattern)
+        rx = _compiled(pattern, re.DOTALL | (re.IGNORECASE if ignore_case else 0))
+        return [1.0 if rx.search(completion_text(c)) else 0.0 for c in completions]
+    needle = pattern.casefold() if ignore_case else pattern
+    return [
+        1.0 if needle in (completion_text(c).casefold() if ignore_case else completion_text(c)) else 0.0
+        for c in completions
+    ]
+
+
+@reward(name="distinct", description="Distinct-n of the completion: unique n-grams / all n-grams.")
+def distinct(completions: list[Any], *, n: int = 2, **kwargs: Any) -> list[float]:
+    """Distinct-n of each completion on its own (words; characters for text without spaces).
+
+    Args:
+        completions: strings or chat messages.
+        n: the n-gram size.
+
+    Returns:
+        unique n-grams / all n-grams, in [0, 1]; 0.0 for a completion shorter than n.
+
+    Example:
+        >>> distinct(["the cat sat on the mat", "the the the the"], n=2)
+        [1.0, 0.3333333333333333]
+    """
+    return [distinct_n(completion_text(c), n=n) for c in completions]
+
+
+# One token per CJK / kana / hangul character (those scripts do not put spaces between words), and one
+# per run of anything else that is not space or punctuation: so English counts words, Japanese characters.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f"
+_TOKEN = re.compile(rf"[{_CJK}]|[^\s{_CJK}\W]+|[^\s\w]", re.UNICODE)
+
+
+def repetition_tokens(text: str) -> list[str]:
+    """Words for space-separated scripts, single characters for CJK, punctuation marks on their own.
+
+    >>> repetition_tokens("人生の、Life is")
+    ['人', '生', 'の', '、', 'life', 'is']
+    """
+    return [t.casefold() for t in _TOKEN.findall(text)]
+
+
+@reward(name="repetition", description="Penalty in [-1, 0]: the share of n-grams that repeat an earlier one.")
+def repetition(completions: list[Any], *, n: int = 3, **kwargs: Any) -> list[float]:
+    """Penalise repeated n-grams and loops such as "人生の、人生の、人生の" or "I think I think I think".
+
+    Tokens are words for English and the like, single characters for Japanese/Chinese/Korean (so it
+    works without spaces), punctuation on its own.
+
+    Args:
+        completions: strings or chat messages.
+        n: the n-gram size.
+
+    Returns:
+        ``-(1 - unique/total)`` over the completion's n-grams: 0.0 when nothing repeats, towards -1.0
+        for a long loop; 0.0 when the completion is shorter than n tokens.
+
+    Example:
+        >>> repetition(["The cat sat on the mat.", "I think I think I think"], n=3)
+        [0.0, -0.5]
+        >>> [round(v, 3) for v in repetition(["人生の、人生の、人生の"], n=3)]
+        [-0.556]
+    """
+    out = []
+    for c in completions:
+        toks = repetition_tokens(completion_text(c))
+        grams = [tuple(toks[i : i + n]) for i in range(len(toks) - n + 1)]
+        out.append(-(1.0 - len(set(grams)) / len(grams)) if grams else 0.0)
+    return [v + 0.0 for v in out]  # no -0.0 in the logs
+
+
+@hookimpl
+def register_rewards(register):
+    for fn in (emoji, length, format, keyword, contains, distinct, repetition):
+        register(fn)

@@ -22,7 +22,12 @@ import pluggy
 
 from raftkit import hookspecs
 
+hookimpl = hookspecs.hookimpl  # plugins may take it from here or from raftkit.hookspecs
 KINDS = ("rule", "neural", "filter")
+# Keyword arguments the caller supplies (raftkit's stack or TRL's GRPOTrainer): never parameters.
+CONTRACT_KWARGS = frozenset(
+    {"prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric", "environments"}
+)
 _MARK = "__raftkit__"
 
 
@@ -131,18 +136,18 @@ class RewardInfo:
 
     def parse_params(self, raw: dict[str, Any]) -> dict[str, Any]:
         """Validate ``raw`` (strings from the CLI, or config values) against the declared parameters."""
+        owner = f"{'filter' if self.is_filter else 'reward'} '{self.name}'"
         out = {}
         for key, value in raw.items():
             if key not in self.params:
                 known = ", ".join(self.params) or "none"
-                raise RegistryError(
-                    f"{self.kind} '{self.name}' has no parameter '{key}' (parameters: {known})")
-            out[key] = self.params[key].parse(value, f"{self.kind} '{self.name}'")
+                raise RegistryError(f"{owner} has no parameter '{key}' (parameters: {known})")
+            out[key] = self.params[key].parse(value, owner)
         missing = [p for p in self.params.values() if p.required and p.name not in out]
         if missing:
             example = ",".join(f"{p.name}=..." for p in missing)
             raise RegistryError(
-                f"{self.kind} '{self.name}' needs parameter(s) {', '.join(p.describe() for p in missing)}; "
+                f"{owner} needs parameter(s) {', '.join(p.describe() for p in missing)}; "
                 f"e.g. --{'filter' if self.is_filter else 'reward'} {self.name}:{example}")
         return out
 
@@ -158,8 +163,8 @@ def _declared_params(fn: Callable[..., Any]) -> dict[str, Param]:
         hints = {}
     params = {}
     for p in inspect.signature(fn).parameters.values():
-        if p.kind is inspect.Parameter.KEYWORD_ONLY:
-            fallback = str if p.default in (REQUIRED, None) else type(p.default)
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in CONTRACT_KWARGS:
+            fallback = str if p.default is REQUIRED or p.default is None else type(p.default)
             params[p.name] = Param(p.name, hints.get(p.name, fallback), p.default)
     return params
 

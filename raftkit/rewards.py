@@ -17,6 +17,7 @@ import inspect
 import math
 import numbers
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,31 @@ class RewardError(RuntimeError):
     def __init__(self, message: str, reward: str = "", index: int | None = None, value: Any = None):
         super().__init__(message)
         self.reward, self.index, self.value = reward, index, value
+
+
+def completion_text(completion: Any) -> str:
+    """The text of a completion as TRL hands it over: a string, or chat messages (assistant turns joined).
+
+    >>> completion_text("Hi!")
+    'Hi!'
+    >>> completion_text([{"role": "assistant", "content": "Hi!"}])
+    'Hi!'
+    """
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict):
+        completion = [completion]
+    if isinstance(completion, list | tuple):
+        messages = [m for m in completion if isinstance(m, dict)]
+        said = [m for m in messages if m.get("role", "assistant") == "assistant"] or messages
+        return "".join(_content_text(m.get("content")) for m in said)
+    return "" if completion is None else str(completion)
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, list):  # multimodal parts: [{"type": "text", "text": ...}, ...]
+        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
+    return "" if content is None else str(content)
 
 
 # --------------------------------------------------------------------------- specs
@@ -81,11 +107,13 @@ class RewardSpec:
             return cls.parse(value)
         if isinstance(value, dict) and "name" in value:
             return cls(str(value["name"]), dict(value.get("params") or {}), float(value.get("weight", 1.0)))
-        raise RegistryError(f"cannot read a reward from {value!r}: use 'NAME:k=v*W' or {{name, params, weight}}")
+        raise RegistryError(
+            f"cannot read a reward from {value!r}: use 'NAME:k=v*W' or a mapping {{name, params, weight}}")
 
     def __str__(self) -> str:
         params = ",".join(f"{k}={v}" for k, v in self.params.items())
-        return self.name + (f":{params}" if params else "") + (f"*{self.weight:g}" if self.weight != 1 else "")
+        weight = f"*{self.weight:g}" if self.weight != 1 else ""
+        return self.name + (f":{params}" if params else "") + weight
 
 
 @dataclass
@@ -185,7 +213,8 @@ class RewardStack:
             if info.is_filter:
                 action = str(raw.pop("action", "penalty"))
                 if action not in FILTER_ACTIONS:
-                    raise RegistryError(f"filter '{spec.name}': action must be penalty or drop, got {action!r}")
+                    raise RegistryError(
+                        f"filter '{spec.name}': action must be penalty or drop, got {action!r}")
                 try:
                     penalty = float(raw.pop("penalty", DEFAULT_PENALTY))
                 except ValueError as e:
@@ -222,9 +251,10 @@ class RewardStack:
                 raise RewardError(f"column '{key}' has {len(values)} values for {n} completions")
         for e in self.entries:
             if clash := set(kwargs) & set(e.info.params):
+                kind = "filter" if e.is_filter else "reward"
                 raise RewardError(
                     f"dataset column(s) {sorted(clash)} share a name with parameter(s) of "
-                    f"{e.info.kind} '{e.label}'; rename the column(s)", reward=e.label)
+                    f"{kind} '{e.label}'; rename the column(s)", reward=e.label)
         call_kwargs = {"prompts": list(prompts), "completions": list(completions), **kwargs}
         outputs, seconds = _run_all(self.entries, call_kwargs, self.timeout)
         rewards: dict[str, list[float | None]] = {}
@@ -268,9 +298,6 @@ class RewardStack:
 def _run_all(entries: Sequence[ConfiguredReward], kwargs: dict[str, Any], timeout: float):
     """Call every entry concurrently; returns (outputs or exceptions, seconds per label)."""
     seconds: dict[str, float] = {}
-    # Our own executor, not asyncio's default: a timed-out thread cannot be killed, and asyncio.run
-    # would wait for it at shutdown — exactly the silent hang the timeout exists to prevent.
-    pool = ThreadPoolExecutor(max_workers=max(1, len(entries)), thread_name_prefix="raftkit-reward")
 
     async def one(e: ConfiguredReward):
         start = time.perf_counter()
@@ -278,10 +305,10 @@ def _run_all(entries: Sequence[ConfiguredReward], kwargs: dict[str, Any], timeou
             if inspect.iscoroutinefunction(e.fn):
                 coro = e.fn(**kwargs)
             else:
-                coro = asyncio.get_running_loop().run_in_executor(pool, functools.partial(e.fn, **kwargs))
+                coro = _in_daemon_thread(functools.partial(e.fn, **kwargs), e.label)
             out = await asyncio.wait_for(coro, timeout)
             if inspect.isawaitable(out):  # a sync wrapper that returned a coroutine
-                out = await asyncio.wait_for(out, timeout)
+                out = await asyncio.wait_for(out, max(0.0, timeout - (time.perf_counter() - start)))
             return out
         finally:
             seconds[e.label] = time.perf_counter() - start
@@ -289,10 +316,36 @@ def _run_all(entries: Sequence[ConfiguredReward], kwargs: dict[str, Any], timeou
     async def everything():
         return await asyncio.gather(*(one(e) for e in entries), return_exceptions=True)
 
-    try:
-        return _run_coroutine(everything()), seconds
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    return _run_coroutine(everything()), seconds
+
+
+def _in_daemon_thread(fn: Callable[[], Any], label: str) -> asyncio.Future:
+    """Run ``fn`` on a daemon thread of its own and return a future for its result.
+
+    Not an executor: a timed-out thread cannot be killed, and both ``asyncio.run`` and the interpreter
+    join executor threads on the way out, which would turn the timeout back into a silent hang. A daemon
+    thread is abandoned instead. (Code that holds the GIL, e.g. one catastrophic ``re`` match, still
+    blocks everything: the built-in rewards use only linear-time patterns for that reason.)
+    """
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if not future.done():
+            future.set_exception(error) if error is not None else future.set_result(result)
+
+    def target() -> None:
+        try:
+            result, error = fn(), None
+        except BaseException as e:
+            result, error = None, e
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the loop is gone: this call timed out long ago and nobody waits for it
+            pass
+
+    threading.Thread(target=target, name=f"raftkit-reward-{label}", daemon=True).start()
+    return future
 
 
 def _run_coroutine(coro):
@@ -319,27 +372,47 @@ def _explain_exception(e: ConfiguredReward, exc: BaseException, kwargs: dict[str
             f"{kind} '{e.label}' did not return within {timeout:g} s on a batch of {n} completions "
             f"(longest {longest} characters); raise the timeout (--reward-timeout) or make it faster",
             reward=e.label)
-    index = _first_failing_index(e, kwargs)
-    where = f" at batch index {index}" if index is not None else f" on a batch of {len(kwargs['completions'])}"
-    shown = f" (completion: {_short(kwargs['completions'][index])})" if index is not None else ""
+    index = _first_failing_index(e, kwargs, budget=timeout)
+    completions = kwargs["completions"]
+    where = f" at batch index {index}" if index is not None else f" on a batch of {len(completions)}"
+    shown = f" (completion: {_short(completions[index])})" if index is not None else ""
     err = RewardError(f"{kind} '{e.label}' raised {type(exc).__name__}: {exc}{where}{shown}",
-                      reward=e.label, index=index, value=kwargs["completions"][index] if index is not None else None)
+                      reward=e.label, index=index, value=completions[index] if index is not None else None)
     err.__cause__ = exc
     return err
 
 
-def _first_failing_index(e: ConfiguredReward, kwargs: dict[str, Any]) -> int | None:
-    """Re-run a sync function one sample at a time to find which input made it raise."""
+def _first_failing_index(e: ConfiguredReward, kwargs: dict[str, Any], budget: float) -> int | None:
+    """Re-run a sync function one sample at a time to find which input made it raise.
+
+    Bounded by ``budget`` seconds (on a daemon thread), so explaining an error can never hang either.
+    """
     if inspect.iscoroutinefunction(e.fn):
         return None
     n = len(kwargs["completions"])
-    for i in range(n):
+    found: list[int] = []
+
+    def fails(i: int) -> bool:
         one = {k: v[i : i + 1] if isinstance(v, list) and len(v) == n else v for k, v in kwargs.items()}
         try:
             e.fn(**one)
         except Exception:
-            return i
-    return None
+            return True
+        return False
+
+    def search() -> None:
+        for i in range(n):
+            if fails(i):
+                # Failing on the first and the last sample alike: a batch-wide problem (a missing column,
+                # a model that does not load), so no index is blamed.
+                if not (i == 0 and n > 1 and fails(n - 1)):
+                    found.append(i)
+                return
+
+    thread = threading.Thread(target=search, name=f"raftkit-explain-{e.label}", daemon=True)
+    thread.start()
+    thread.join(budget)
+    return found[0] if found else None
 
 
 def _check_values(label: str, out: Any, n: int, completions: Sequence[Any]) -> list[float | None]:
@@ -355,8 +428,8 @@ def _check_values(label: str, out: Any, n: int, completions: Sequence[Any]) -> l
             v = v.item()
         if not isinstance(v, numbers.Real):
             raise RewardError(
-                f"reward '{label}' returned a non-number {_short(v)} ({type(v).__name__}) at batch index {i} "
-                f"(completion: {_short(completions[i])})", reward=label, index=i, value=v)
+                f"reward '{label}' returned a non-number {_short(repr(v))} ({type(v).__name__}) at batch "
+                f"index {i} (completion: {_short(completions[i])})", reward=label, index=i, value=v)
         if not math.isfinite(v):
             raise RewardError(
                 f"reward '{label}' returned {v} at batch index {i} (completion: {_short(completions[i])})",
@@ -375,8 +448,9 @@ def _check_hits(label: str, out: Any, n: int, completions: Sequence[Any]) -> lis
             v = v.item()
         if not isinstance(v, numbers.Integral) or v < 0:  # bool is Integral: True counts as one hit
             raise RewardError(
-                f"filter '{label}' returned {_short(v)} at batch index {i}; a filter returns a hit count "
-                f"(int >= 0 or bool) (completion: {_short(completions[i])})", reward=label, index=i, value=v)
+                f"filter '{label}' returned {_short(repr(v))} at batch index {i}; a filter returns a hit "
+                f"count (int >= 0 or bool) (completion: {_short(completions[i])})", reward=label, index=i,
+                value=v)
         hits.append(int(v))
     return hits
 

@@ -1,9 +1,408 @@
-"""`raftkit score` (placeholder until its issue lands)."""
+"""`raftkit score`: score completions from a file with a reward stack, or pre-flight-check the stack.
+
+Scoring a file is how a plugin author tries a reward before training. With ``--dataset`` and no
+completions it is the pre-flight check before a long run: every reward and filter runs on real dataset
+rows with a few varied dummy completions (Japanese, markdown, a 2,000-token degenerate loop...), through
+the same validation as training, and its time per 1,000 completions is printed.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import inspect
+import io
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
 
 import click
 
+from raftkit.registry import RegistryError
+from raftkit.rewards import DEFAULT_TIMEOUT, RewardError, RewardStack, Scores
+
+# Varied on purpose: each one has tripped up some reward (empty text, no spaces, code, emoticons,
+# a self-dialogue leak, and a 2,000-token loop that would stall a backtracking regex).
+DEGENERATE = "I think " * 600 + "人生の、" * 250
+DUMMY_COMPLETIONS = [
+    "Paris is the capital of France. 🇫🇷😊",
+    "東京は日本の首都です。人口は約1400万人です。",
+    "",
+    "## Answer\n\nHere is some code:\n```python\nprint('#hi')\n```\nDone :) :) ;) :D",
+    "<think>The user asks a question; 6*7=42.</think> The answer is 42.",
+    "Sure!###Human: and what next?###Assistant: I don't know.\nUser: ok",
+    DEGENERATE,
+]
+
+
+# --------------------------------------------------------------------------- reading input
+
+
+def _maybe_json(value: Any) -> Any:
+    """CSV cells are text: a cell holding a JSON list (chat messages, token ids) is read as one."""
+    if isinstance(value, str) and value[:1] == "[":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _read_jsonl(text: str, source: str) -> list[dict[str, Any]]:
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise click.ClickException(f"{source} line {number}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise click.ClickException(
+                f"{source} line {number}: expected a JSON object, got {type(row).__name__}")
+        rows.append(row)
+    return rows
+
+
+def read_rows(path: str) -> list[dict[str, Any]]:
+    """Rows of a JSONL, JSON (a list of objects) or CSV file; ``-`` reads stdin (JSONL or CSV)."""
+    if path == "-":
+        text, source, suffix = sys.stdin.read(), "<stdin>", ""
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise click.ClickException(f"{path}: no such file")
+        text, source, suffix = p.read_text(encoding="utf-8"), path, p.suffix.lower()
+    if suffix in (".csv", ".tsv") or (not suffix and text.lstrip()[:1] not in ("{", "[", "")):
+        dialect = "excel-tab" if suffix == ".tsv" else "excel"
+        reader = csv.DictReader(io.StringIO(text), dialect=dialect)
+        rows = [{k: _maybe_json(v) for k, v in r.items()} for r in reader]
+    elif text.lstrip()[:1] == "[":
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise click.ClickException(f"{source}: not valid JSON ({e.msg}, line {e.lineno})") from None
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise click.ClickException(f"{source}: expected a JSON list of objects")
+    else:
+        rows = _read_jsonl(text, source)
+    if not rows:
+        raise click.ClickException(f"{source}: no rows")
+    return rows
+
+
+def rows_to_batch(rows: list[dict[str, Any]], prompt_column: str, completion_column: str, source: str):
+    """(prompts, completions, columns) from rows; chat prompts get their completion as assistant messages."""
+    names: dict[str, None] = {}
+    for r in rows:
+        names.update(dict.fromkeys(r))
+    if completion_column not in names:
+        raise click.ClickException(
+            f"{source}: no '{completion_column}' column (columns: {', '.join(names) or 'none'}); "
+            "use --completion-column, or --dataset for a pre-flight check without completions")
+    prompts = [r.get(prompt_column) or "" for r in rows]
+    completions = []
+    for number, (p, r) in enumerate(zip(prompts, rows, strict=True), 1):
+        c = r.get(completion_column)
+        if c is None:
+            raise click.ClickException(f"{source} row {number}: '{completion_column}' is empty")
+        # TRL's convention: for chat prompts the completion is a list of assistant messages.
+        if isinstance(p, list) and isinstance(c, str):
+            c = [{"role": "assistant", "content": c}]
+        completions.append(c)
+    columns = {k: [r.get(k) for r in rows] for k in names if k not in (prompt_column, completion_column)}
+    for reserved in ("prompts", "completions"):
+        if reserved in columns:
+            raise click.ClickException(
+                f"{source}: a column may not be called '{reserved}' (the reward contract's own argument)")
+    return prompts, completions, columns
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def _short(text: Any, limit: int = 40) -> str:
+    from raftkit.rewards import completion_text
+
+    t = completion_text(text).replace("\n", "⏎")
+    return t if len(t) <= limit else t[: limit - 1] + "…"
+
+
+def _row_json(scores: Scores, i: int) -> dict[str, Any]:
+    row: dict[str, Any] = {label: values[i] for label, values in scores.rewards.items()}
+    row.update({label: values[i] for label, values in scores.hits.items()})
+    row["total"] = scores.total[i]
+    row["dropped"] = scores.dropped[i]
+    return row
+
+
+def _merge(parts: list[Scores]) -> Scores:
+    first = parts[0]
+    return Scores(
+        rewards={k: [v for p in parts for v in p.rewards[k]] for k in first.rewards},
+        weights=first.weights,
+        hits={k: [v for p in parts for v in p.hits[k]] for k in first.hits},
+        total=[v for p in parts for v in p.total],
+        dropped=[v for p in parts for v in p.dropped],
+        seconds={k: sum(p.seconds.get(k, 0.0) for p in parts) for k in first.seconds},
+    )
+
+
+def _print_table(scores: Scores, completions: list[Any], max_rows: int) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"scores of {len(scores)} completion(s)")
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("completion", overflow="ellipsis", no_wrap=True, min_width=16, max_width=42)
+    for label, weight in scores.weights.items():
+        header = escape(label + (f" ×{weight:g}" if weight != 1 else ""))
+        table.add_column(header, justify="right", no_wrap=True)
+    for label in scores.hits:
+        table.add_column(escape(label), justify="right", style="yellow", no_wrap=True)
+    table.add_column("total", justify="right", style="bold")
+    for i in range(min(len(scores), max_rows)):
+        cells = [str(i), escape(_short(completions[i]))]
+        cells += [_fmt(v[i]) for v in scores.rewards.values()]
+        cells += [_fmt(v[i]) if v[i] else "·" for v in scores.hits.values()]
+        cells.append("dropped" if scores.dropped[i] else _fmt(scores.total[i]))
+        table.add_row(*cells)
+    if len(scores) > 1:
+        table.add_section()
+        cells = ["", "[bold]mean[/bold]"]
+        for values in scores.rewards.values():
+            present = [v for v in values if v is not None]
+            cells.append(_fmt(sum(present) / len(present)) if present else "—")
+        cells += [f"{sum(1 for h in v if h)}/{len(v)} hit" for v in scores.hits.values()]
+        kept = [t for t, d in zip(scores.total, scores.dropped, strict=True) if not d]
+        cells.append(_fmt(sum(kept) / len(kept)) if kept else "—")
+        table.add_row(*cells)
+    console = Console()
+    console.print(table)
+    if len(scores) > max_rows:
+        console.print(f"[dim]… {len(scores) - max_rows} more rows (use --json for all of them)[/dim]")
+
+
+# --------------------------------------------------------------------------- pre-flight
+
+
+def _signature_warning(fn: Any, names: set[str]) -> str:
+    """What a function cannot take of the keyword arguments raftkit and TRL pass, if anything."""
+    target = inspect.unwrap(fn)
+    try:
+        params = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return ""
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return ""
+    missing = sorted((names | {"trainer_state"}) - set(params))
+    if not missing:
+        return ""
+    return f"no **kwargs: cannot take {', '.join(missing)} (TRL passes every column and trainer_state)"
+
+
+@functools.cache
+def _bundled_tokenizer() -> Any:
+    try:
+        from transformers import AutoTokenizer
+
+        from raftkit.models import default_model_path
+
+        return AutoTokenizer.from_pretrained(str(default_model_path()))
+    except Exception:  # no model prepared yet: the check still runs, without completion_ids
+        return None
+
+
+def _dummy_ids(completions: list[str]) -> list[list[int]] | None:
+    """Token ids of the dummies with the bundled model's tokenizer, so `completion_ids` readers run too."""
+    tok = _bundled_tokenizer()
+    return None if tok is None else [tok(c, add_special_tokens=False)["input_ids"] for c in completions]
+
+
+def preflight(stack: RewardStack, dataset: str, prompt_column: str, limit: int, as_json: bool) -> None:
+    """Run each configured reward and filter on real rows with dummy completions; report checks and timing."""
+    from raftkit.datasets import load_prompts
+
+    try:
+        prompt_set = load_prompts(dataset, prompt_column=prompt_column, limit=limit)
+    except Exception as e:  # DatasetError and anything a loader raises on a user's file
+        raise click.ClickException(f"cannot load dataset {dataset!r}: {e}") from None
+    if not len(prompt_set):
+        raise click.ClickException(f"dataset {dataset!r} has no rows")
+    n = max(len(prompt_set), len(DUMMY_COMPLETIONS))
+    rows = [i % len(prompt_set) for i in range(n)]
+    prompts = [prompt_set.prompts[r] for r in rows]
+    texts = [DUMMY_COMPLETIONS[i % len(DUMMY_COMPLETIONS)] for i in range(n)]
+    completions = [[{"role": "assistant", "content": t}] if isinstance(p, list) else t
+                   for p, t in zip(prompts, texts, strict=True)]
+    columns = {k: [v[r] for r in rows] for k, v in prompt_set.columns.items()}
+    extra: dict[str, Any] = {}
+    if (ids := _dummy_ids(texts)) is not None:
+        extra["completion_ids"] = ids
+
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import Progress
+    from rich.table import Table
+
+    console = Console(stderr=as_json)
+    results = []
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("pre-flight", total=len(stack.entries))
+        for entry in stack.entries:
+            progress.update(task, description=f"checking {entry.label}")
+            single = RewardStack([entry], timeout=stack.timeout)
+            result: dict[str, Any] = {
+                "name": entry.label, "kind": entry.info.kind, "plugin": entry.info.plugin, "ok": True,
+                "error": None, "warning": _signature_warning(entry.info.fn, set(columns) | set(extra))}
+            try:
+                start = time.perf_counter()
+                single.score(prompts, completions, columns, **extra)  # validates; loads models
+                result["first_call_s"] = time.perf_counter() - start
+                # Timed again after the warm-up, a few times: the fastest call is the one least
+                # disturbed by whatever else the machine is doing.
+                calls: list[float] = []
+                while len(calls) < 5 and sum(calls) < 1.0:
+                    start = time.perf_counter()
+                    scores = single.score(prompts, completions, columns, **extra)
+                    calls.append(time.perf_counter() - start)
+                seconds = min(calls)
+                values = (scores.hits if entry.is_filter else scores.rewards)[entry.label]
+                present = [v for v in values if v is not None]
+                result.update(
+                    seconds_per_1000=seconds / n * 1000, n=n,
+                    min=min(present) if present else None, max=max(present) if present else None,
+                    mean=sum(present) / len(present) if present else None, none=len(values) - len(present))
+            except (RewardError, RegistryError) as e:
+                result.update(ok=False, error=str(e))
+            results.append(result)
+            progress.advance(task)
+
+    if as_json:
+        click.echo(json.dumps({"dataset": prompt_set.source, "rows": len(prompt_set), "completions": n,
+                               "results": results}, ensure_ascii=False))
+    else:
+        table = Table(title=f"pre-flight: {n} dummy completions on {len(prompt_set)} rows of "
+                            f"{prompt_set.source}")
+        table.add_column("reward", overflow="fold", min_width=12)
+        for col in ("kind", "check"):
+            table.add_column(col, overflow="fold")
+        for col in ("min", "mean", "max", "per 1,000", "first call"):
+            table.add_column(col, justify="right")
+        for r in results:
+            if r["ok"]:
+                check = "[green]ok[/green]"
+                if r["warning"]:
+                    check += f"\n[yellow]{escape(r['warning'])}[/yellow]"
+                table.add_row(escape(r["name"]), r["kind"], check, _fmt(r["min"]), _fmt(r["mean"]),
+                              _fmt(r["max"]), f"{r['seconds_per_1000']:.3f} s", f"{r['first_call_s']:.2f} s")
+            else:
+                table.add_row(escape(r["name"]), r["kind"], f"[red]FAILED[/red] {escape(r['error'])}",
+                              "", "", "", "", "")
+        console.print(table)
+        if "completion_ids" not in extra:
+            console.print("[dim]completion_ids were not passed (the bundled model is not prepared).[/dim]")
+    failed = [r["name"] for r in results if not r["ok"]]
+    if failed:
+        raise click.ClickException(f"pre-flight failed for {', '.join(failed)}")
+
+
+# --------------------------------------------------------------------------- the command
+
 
 @click.command("score")
-def command() -> None:
-    """Not built yet."""
-    raise click.ClickException("raftkit score is not built yet")
+@click.option("--reward", "-r", "rewards", multiple=True, metavar="SPEC",
+              help="A reward: NAME[:key=value,...][*WEIGHT]. Repeat for several (weighted sum).")
+@click.option("--filter", "-f", "filters", multiple=True, metavar="SPEC",
+              help="A degeneracy filter: NAME[:action=penalty|drop,penalty=-1.0,...]. Repeatable.")
+@click.option("--input", "-i", "input_path", metavar="FILE",
+              help="JSONL, JSON or CSV with prompt and completion columns (others become keyword "
+                   "arguments); - reads stdin.")
+@click.option("--dataset", metavar="NAME_OR_FILE",
+              help="Pre-flight check: run the rewards on these prompts with dummy completions "
+                   "('bundled' = raftkit's prompts).")
+@click.option("--prompt-column", default="prompt", show_default=True, help="Column holding the prompt.")
+@click.option("--completion-column", default="completion", show_default=True,
+              help="Column holding the completion (with --input).")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Use the first N rows (pre-flight default: 8).")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per row: each reward's raw value, each filter's hits, total, dropped.")
+@click.option("--reward-timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT,
+              show_default=True, help="Seconds one reward call may take before it is an error.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Completions per reward call.")
+@click.option("--max-rows", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Rows shown in the table.")
+def command(rewards, filters, input_path, dataset, prompt_column, completion_column, limit, as_json,
+            reward_timeout, batch_size, max_rows) -> None:
+    """Score completions with rewards and filters, or pre-flight-check them on a dataset.
+
+    The input has a `prompt` and a `completion` column; every other column reaches the rewards as a
+    keyword argument, as in training (a `completion_ids` column too). Chat prompts (lists of
+    messages) get their completion as assistant messages, as TRL passes them.
+
+    \b
+    Examples:
+      raftkit score --reward emoji --reward length:target=30 --input samples.jsonl
+      raftkit score -r 'emoji:max=4*2' -f stray_hash -f repetition_loop:action=drop -i samples.csv --json
+      echo '{"prompt": "Hi", "completion": "Hello! 😊"}' | raftkit score -r emoji -i -
+      raftkit score -r emoji -r length --dataset bundled --limit 16     # pre-flight before a long run
+      raftkit score -r similarity:column=answer --dataset qa.jsonl --prompt-column question
+    """
+    if not rewards and not filters:
+        raise click.ClickException("give at least one --reward (or --filter); `raftkit rewards` lists them")
+    if bool(input_path) == bool(dataset):
+        raise click.ClickException("give either --input FILE (completions to score, - for stdin) "
+                                   "or --dataset NAME_OR_FILE (a pre-flight check with dummy completions)")
+    try:
+        stack = RewardStack.build(list(rewards), list(filters), timeout=reward_timeout)
+    except RegistryError as e:
+        raise click.ClickException(str(e)) from None
+
+    if dataset:
+        preflight(stack, dataset, prompt_column, limit or 8, as_json)
+        return
+
+    rows = read_rows(input_path)[:limit]
+    source = "<stdin>" if input_path == "-" else input_path
+    prompts, completions, columns = rows_to_batch(rows, prompt_column, completion_column, source)
+    parts: list[Scores] = []
+    try:
+        from rich.console import Console
+        from rich.progress import Progress
+
+        # The progress bar goes to stderr, so --json output stays clean on stdout.
+        quiet = len(rows) <= batch_size
+        with Progress(console=Console(stderr=True), transient=True, disable=quiet) as progress:
+            task = progress.add_task("scoring", total=len(rows))
+            for start in range(0, len(rows), batch_size):
+                end = min(start + batch_size, len(rows))
+                chunk_cols = {k: v[start:end] for k, v in columns.items()}
+                try:
+                    parts.append(stack.score(prompts[start:end], completions[start:end], chunk_cols))
+                except RewardError as e:
+                    if e.index is not None:  # the message's index is within the chunk: point at the row
+                        row = start + e.index + 1
+                        raise click.ClickException(f"{e} — input row {row} of {source}") from None
+                    raise
+                progress.advance(task, end - start)
+    except RewardError as e:
+        raise click.ClickException(str(e)) from None
+    scores = _merge(parts)
+    if as_json:
+        for i in range(len(scores)):
+            click.echo(json.dumps(_row_json(scores, i), ensure_ascii=False))
+    else:
+        _print_table(scores, completions, max_rows)

@@ -1,0 +1,180 @@
+"""The built-in degeneracy filters on seed 003's failure cases, their false-positive guards, and speed."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from raftkit_plugins.filters import emoticon_flood, emoticons, repetition_loop, self_dialogue, stray_hash
+
+from raftkit import RewardStack
+from raftkit.text import self_dialogue_cut
+
+
+def chat(text: str) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": text}]
+
+
+# --------------------------------------------------------------------------- stray_hash
+
+
+def test_stray_hash_seed_003_cases():
+    texts = [
+        "Sure! Here is the answer.#",  # glued to text
+        "The answer is 42 ###",  # trailing run
+        "###\n###\nOK",  # lines of hashes
+        "## Title ##",  # a heading's closing sequence counts, its marker does not
+        "#hashtag #another",
+        "C# is a language",
+    ]
+    assert stray_hash(texts) == [1, 1, 2, 1, 2, 1]
+
+
+def test_stray_hash_allows_headings_code_and_numbers():
+    texts = [
+        "# Title\n\n## Section\n\nText.\n   ### Indented heading",
+        "```python\n# a comment\nx = 1  # another\n```\nDone.",
+        "~~~\n#!/bin/sh\n~~~",
+        "Use `#include <stdio.h>` or ``a#b``.",
+        "See issue #12 and step #3.",
+        "```\n# unclosed fence keeps going\n#",
+        "東京は日本の首都です。",
+    ]
+    assert stray_hash(texts) == [0, 0, 0, 0, 0, 0, 0]
+    assert stray_hash([chat("Sure!#")]) == [1]
+
+
+def test_stray_hash_counts_outside_a_closed_fence():
+    assert stray_hash(["```\n# code\n```\nafter# and ##"]) == [2]
+
+
+# --------------------------------------------------------------------------- emoticon_flood
+
+
+def test_emoticon_flood_seed_003_cases():
+    texts = [
+        "Thanks :)",  # under the threshold
+        "Thanks :) :) :) :) :)",  # PPO's :) habit: 5, threshold 2 -> 3
+        "Sure ;) ;) ;) ;)",  # then ;)
+        "Hi :D :P XD ^_^ (^^) :-) (*^^*)",  # a mix: 7 -> 5
+        "Great!:):):)",  # glued together
+    ]
+    assert emoticon_flood(texts) == [0, 3, 2, 5, 1]
+    assert emoticon_flood(texts, threshold=0) == [1, 5, 4, 7, 3]
+
+
+def test_emoticon_flood_false_positive_guards():
+    texts = [
+        "Meet at 10:30 or 11:45.",
+        "See http://example.com/a:b",
+        "f(x)=(y+1)",
+        "Note:Pay attention",
+        "ratio 3:2 (see 8)",
+        "x^2 + y^2",
+        '{"a":(1, 2)}',
+        "XDR protocol",
+        "東京：晴れ（最高気温）",
+    ]
+    assert [emoticons(t) for t in texts] == [[]] * len(texts)
+    assert emoticon_flood(texts, threshold=0) == [0] * len(texts)
+
+
+# --------------------------------------------------------------------------- repetition_loop
+
+
+def test_repetition_loop_seed_cases():
+    texts = [
+        "人生の、人生の、人生の",  # the Japanese loop
+        "I think I think I think that is right.",
+        "The the the end",  # case-insensitive
+        "Paris.\n" + "It is a beautiful city with many museums and parks to visit.\n" * 4,  # a repeated line
+        "とても、とても、とても、とても良い。そして人生の、人生の、人生の",  # two loops
+    ]
+    assert repetition_loop(texts) == [1, 1, 1, 1, 2]
+    assert repetition_loop([chat("ok ok ok")]) == [1]
+
+
+def test_repetition_loop_threshold_and_guards():
+    assert repetition_loop(["I think I think"], min_repeats=3) == [0]
+    assert repetition_loop(["I think I think"], min_repeats=2) == [1]
+    clean = [
+        "Paris is the capital of France.",
+        "1,000,000,000 yen",
+        "...... wait",
+        "Mississippi banana",
+        "Step 1. Step 2. Step 3.",
+        "ありがとうございます。ありがとうございます。",
+        "東京は日本の首都です。",
+    ]
+    assert repetition_loop(clean) == [0] * len(clean)
+    with pytest.raises(Exception, match="at least 2"):
+        repetition_loop(["x"], min_repeats=1)
+
+
+# --------------------------------------------------------------------------- self_dialogue
+
+
+def test_self_dialogue_counts_leaked_turns():
+    texts = [
+        "Paris is the capital.###Human: and Spain?###Assistant: Madrid.",
+        "Paris.\nUser: thanks\nAssistant: you're welcome",
+        "Paris. ### Human: more",
+        "Paris.<|im_start|>user\nmore",
+        "Paris is the capital. A user: someone who uses.",  # not at a line start: not a turn
+        "Paris.",
+    ]
+    assert self_dialogue(texts) == [2, 2, 1, 1, 0, 0]
+    # It agrees with the truncation helper the sampler uses: a hit exactly where there is a cut.
+    assert [h > 0 for h in self_dialogue(texts)] == [self_dialogue_cut(t) is not None for t in texts]
+    assert self_dialogue([chat("ok###Human: hi")]) == [1]
+
+
+# --------------------------------------------------------------------------- in the stack, and speed
+
+
+def test_filters_penalty_and_drop_in_the_stack():
+    texts = ["Clean answer.", "Sure!#", "ok :) :) :) :)", "I think I think I think", "Hi.###Human: more"]
+    stack = RewardStack.build(
+        ["length:target=10"],
+        [
+            "stray_hash:penalty=-2",
+            "emoticon_flood",
+            "repetition_loop:action=drop",
+            "self_dialogue:action=drop",
+        ],
+    )
+    scores = stack.score(["p"] * len(texts), texts)
+    assert scores.hits == {
+        "stray_hash": [0, 1, 0, 0, 1],
+        "emoticon_flood": [0, 0, 2, 0, 0],
+        "repetition_loop": [0, 0, 0, 1, 0],
+        "self_dialogue": [0, 0, 0, 0, 1],
+    }
+    assert scores.dropped == [False, False, False, True, True]
+    assert scores.total[1:3] == [-2.0, -1.0]
+    assert scores.total[0] > 0
+
+
+def test_filters_are_fast_on_2000_token_degenerate_text():
+    texts = [
+        "人生の、" * 1500,
+        "I think " * 2000,
+        "#" * 8000,
+        ":)" * 4000,
+        "ab" * 5000,
+        " ".join(f"word{i}" for i in range(3000)),
+        "```\n" + "#\n" * 4000,
+    ]
+    start = time.perf_counter()
+    for f in (stray_hash, emoticon_flood, repetition_loop, self_dialogue):
+        f(texts)
+    assert time.perf_counter() - start < 5.0  # ~0.1 s here; a backtracking pattern would take minutes
+
+
+def test_docstring_examples_hold():
+    import doctest
+
+    import raftkit_plugins.filters
+
+    result = doctest.testmod(raftkit_plugins.filters)
+    assert result.failed == 0 and result.attempted >= 6
