@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import shutil
+import socket
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -130,6 +131,9 @@ class RunWriter:
             "last_iteration": None,
             "error": None,
             "versions": _versions(),
+            # Lets `inspect` tell a live run from a killed one that still says "running".
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
         })
         writer._save_info()
         (root / "metrics.jsonl").touch()
@@ -149,8 +153,8 @@ class RunWriter:
             else:
                 shutil.rmtree(d)  # an iteration the checkpoint does not cover is redone
         write_jsonl(root / "metrics.jsonl", kept)
-        info.update(status="running", error=None, last_iteration=completed,
-                    resumed_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        info.update(status="running", error=None, last_iteration=completed, pid=os.getpid(),
+                    host=socket.gethostname(), resumed_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         writer._save_info()
         return writer
 

@@ -10,6 +10,7 @@ iteration file at a time.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import json
 import math
@@ -59,10 +60,10 @@ def is_run_dir(path: Path) -> bool:
 
 
 def number(value: Any) -> float | None:
-    """A metric value as a finite-or-nan float, or None when it is not a number (bools are not numbers)."""
+    """A metric value as a number, or None when it is not one (bools are not numbers)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    return value  # an int stays an int (counts print as counts)
 
 
 def sparkline(values: Iterable[float | None]) -> str:
@@ -212,6 +213,13 @@ class RunSummary:
     def algorithm(self) -> str | None:
         return self.info.get("algorithm") or self.config.get("algorithm") or self.config.get("algo")
 
+    @property
+    def total_key(self) -> str:
+        """The total reward to follow: the policy's own samples when exploration hints were mixed in."""
+        if "policy_mean" in self.groups.reward_stats.get("total", []):
+            return "reward/total/policy_mean"
+        return "reward/total/mean"
+
     def series(self, key: str) -> list[float | None]:
         return [number(m.get(key)) for m in self.metrics]
 
@@ -329,7 +337,7 @@ def load_summary(root: str | os.PathLike, now: float | None = None) -> RunSummar
     metrics, partial, bad = _read_metrics(root)
     problems.extend(str(b) for b in bad)
     if not (root / "metrics.jsonl").exists():
-        missing.append("metrics.jsonl (rebuilt from iterations/*/metrics.json)" if metrics else "metrics.jsonl")
+        missing.append("metrics.jsonl" + (" (read from iterations/*/metrics.json)" if metrics else ""))
     groups = group_keys(metrics)
     if metrics:
         present = set().union(*(m.keys() for m in metrics))
@@ -344,7 +352,8 @@ def load_summary(root: str | os.PathLike, now: float | None = None) -> RunSummar
         mtimes.append(_mtime(rundir.iteration_dir(root, partial[-1])))
     updated = max((t for t in mtimes if t is not None), default=None)
     status, line = _status(info, metrics, partial, updated, time.time() if now is None else now)
-    return RunSummary(root, info, config, metrics, ev, status, line, updated, partial, groups, missing, problems)
+    return RunSummary(root, info, config, metrics, ev, status, line, updated, partial, groups, missing,
+                      problems)
 
 
 def _read_metrics(root: Path) -> tuple[list[dict[str, Any]], list[int], list[rundir.BadLine]]:
@@ -383,7 +392,8 @@ def _read_metrics(root: Path) -> tuple[list[dict[str, Any]], list[int], list[run
     by_iter = {r["iteration"]: r for r in records}
     records = [by_iter[i] for i in sorted(by_iter)]
     committed = set(by_iter)
-    partial = [d for d in dirs if d not in committed and not (rundir.iteration_dir(root, d) / "metrics.json").exists()]
+    partial = [d for d in dirs
+               if d not in committed and not (rundir.iteration_dir(root, d) / "metrics.json").exists()]
     return records, partial, bad
 
 
@@ -419,7 +429,9 @@ def _status(info: dict[str, Any], metrics: list[dict[str, Any]], partial: list[i
     if status == "finished":
         return status, f"finished: {done}"
     if status == "crashed":
-        err = info.get("error") or "no error message recorded"
+        err = str(info.get("error") or "no error message recorded")
+        if current is not None:
+            err = re.sub(rf"^iteration {current}:\s*", "", err)  # the loop's message may say it already
         return status, f"crashed{at}: {err} ({done})"
     if status == "stopped":
         return status, f"stopped{at} ({done}); continue with `raftkit align --resume RUN_DIR`"
@@ -464,7 +476,9 @@ class Sample:
     @property
     def key(self) -> Any:
         """What identifies the prompt across iterations: the dataset row, else the prompt text."""
-        return ("row", self.row) if self.row is not None else ("prompt", self.prompt)
+        if isinstance(self.row, int | str) and not isinstance(self.row, bool):
+            return ("row", self.row)
+        return ("prompt", self.prompt)
 
     @property
     def n_hits(self) -> int:
@@ -475,18 +489,29 @@ class Sample:
         return {k: v for k, v in out.items() if v is not None or k in ("total",)}
 
 
-def normalise(record: dict[str, Any], position: int = 0, line: int = 0) -> Sample:
-    """Read a rollout record in either form: ``rewards``/``hits`` nested, or each reward under its name."""
+def normalise(record: dict[str, Any], position: int = 0, line: int = 0,
+              filter_names: frozenset[str] = frozenset()) -> Sample:
+    """Read a rollout record in either form: ``rewards``/``hits`` nested, or each value under its name.
+
+    In the flat form (``raftkit score --json``) a field named in ``filter_names`` is a filter's hit
+    count; every other numeric (or null) field that is not a known rollout field is a reward.
+    """
     rewards = record.get("rewards")
+    flat_hits: dict[str, Any] = {}
     if not isinstance(rewards, dict):
-        # The flat form: every other numeric (or null) field is a reward value.
-        rewards = {k: number(v) for k, v in record.items()
-                   if k not in ROLLOUT_FIELDS and (v is None or number(v) is not None)}
+        rewards = {}
+        for k, v in record.items():
+            if k in ROLLOUT_FIELDS or (v is not None and number(v) is None):
+                continue
+            if k in filter_names:
+                flat_hits[k] = v
+            else:
+                rewards[k] = number(v)
     else:
         rewards = {str(k): number(v) for k, v in rewards.items()}
     hits = record.get("hits")
     if not isinstance(hits, dict):
-        hits = record.get("filters") if isinstance(record.get("filters"), dict) else {}
+        hits = record.get("filters") if isinstance(record.get("filters"), dict) else flat_hits
     hits = {str(k): int(v) for k, v in hits.items() if number(v) is not None}
     total = number(record.get("total"))
     if total is None and "total" not in record:
@@ -514,10 +539,12 @@ def normalise(record: dict[str, Any], position: int = 0, line: int = 0) -> Sampl
     )
 
 
-def iter_samples(path: Path, problems: list[rundir.BadLine] | None = None) -> Iterator[Sample]:
+def iter_samples(path: Path, problems: list[rundir.BadLine] | None = None,
+                 filter_names: frozenset[str] = frozenset()) -> Iterator[Sample]:
     """Stream a rollouts file's samples, line by line (bad lines go to ``problems``, never raise).
 
-    A last line without its newline is a record still being written and is skipped.
+    A last line without its newline is a record still being written and is skipped. ``filter_names``
+    tells filter hit counts from rewards in flat records (see ``normalise``).
     """
     try:
         f = open(path, encoding="utf-8", errors="replace")
@@ -540,7 +567,7 @@ def iter_samples(path: Path, problems: list[rundir.BadLine] | None = None) -> It
                 if problems is not None:
                     problems.append(rundir.BadLine(Path(path), lineno, "not a JSON object; skipped"))
                 continue
-            yield normalise(record, position, lineno)
+            yield normalise(record, position, lineno, filter_names)
             position += 1
 
 
@@ -579,7 +606,7 @@ def resolve_iteration(root: Path, spec: str | int) -> int:
 
 def _ranges(nums: list[int]) -> str:
     out, start, prev = [], None, None
-    for n in nums + [None]:  # type: ignore[list-item]
+    for n in [*nums, None]:
         if start is None:
             start = prev = n
         elif n is not None and n == prev + 1:
@@ -622,7 +649,8 @@ def sort_key(sort: str, reward_names: Iterable[str] = ()) -> Callable[[Sample], 
         name = sort.split(":", 1)[1]
         names = list(reward_names)
         if names and name not in names:
-            raise InspectError(f"--sort {sort}: no reward '{name}' in these rollouts (rewards: {', '.join(names)})")
+            raise InspectError(f"--sort {sort}: no reward '{name}' in these rollouts "
+                               f"(rewards: {', '.join(names)})")
 
         def by_reward(s: Sample) -> float:
             v = s.rewards.get(name)
@@ -708,6 +736,16 @@ def _chain(first: Sample, rest: Iterator[Sample]) -> Iterator[Sample]:
     yield from rest
 
 
+def registered_filter_names() -> frozenset[str]:
+    """Names of the installed filters (to read flat ``raftkit score`` output); empty if plugins fail."""
+    try:
+        from raftkit.registry import load_registry
+
+        return frozenset(r.name for r in load_registry().of_kind("filter"))
+    except Exception:  # a broken plugin must not stop a file from being read
+        return frozenset()
+
+
 # --------------------------------------------------------------------------- summaries of rollouts
 
 
@@ -748,11 +786,12 @@ def rollout_stats(samples: list[Sample]) -> RolloutStats:
         hit = [s.hits.get(f, 0) for s in samples]
         filters[f] = {"rate": sum(1 for h in hit if h) / len(samples), "hits": float(sum(hit))}
     selected = [s.selected for s in samples if s.selected is not None]
+    has_text = any(s.completion for s in samples)  # scores-only files carry no text to measure
     return RolloutStats(
         n=len(samples), rewards=rewards, total=_describe([s.total for s in samples]),  # type: ignore[misc]
         filters=filters,
-        chars_mean=sum(len(s.completion) for s in samples) / len(samples) if samples else None,
-        distinct_2=distinct_n([s.completion for s in samples], 2) if samples else None,
+        chars_mean=sum(len(s.completion) for s in samples) / len(samples) if has_text else None,
+        distinct_2=distinct_n([s.completion for s in samples], 2) if has_text else None,
         n_selected=sum(selected) if selected else None,
     )
 
@@ -827,15 +866,21 @@ def compare_iterations(root: Path, a: int, b: int, problems: list[rundir.BadLine
     return out
 
 
-# Keys where smaller is better, for the "best" column of a run comparison.
-_LOWER_IS_BETTER = re.compile(r"^(filter/|loss|kl|time/|clip_frac|length/.*std|reward/.*/std)")
+# Keys with a direction, for the "best" column of a run comparison; others (length, loss, time) have none.
+_HIGHER_IS_BETTER = re.compile(r"^(reward/.*/(mean|selected_mean)$|distinct_)")
+_LOWER_IS_BETTER = re.compile(r"^filter/")
 
 
 def best_value(key: str, values: list[float | None]) -> float | None:
+    """The best value of a metric over a run: highest reward or diversity, lowest filter rate, else None."""
     vals = [v for v in values if v is not None and math.isfinite(v)]
     if not vals:
         return None
-    return min(vals) if _LOWER_IS_BETTER.search(key) else max(vals)
+    if _HIGHER_IS_BETTER.search(key):
+        return max(vals)
+    if _LOWER_IS_BETTER.search(key):
+        return min(vals)
+    return None
 
 
 def last_value(values: list[float | None]) -> float | None:
@@ -863,7 +908,7 @@ def compare_runs(runs: list[RunSummary]) -> dict[str, Any]:
             {"last": last_value(r.series(k)), "best": best_value(k, r.series(k)),
              "present": any(k in m for m in r.metrics)} for r in runs]})
     iterations = sorted(set().union(*(set(r.iterations()) for r in runs)))
-    total = {it: [next((number(m.get("reward/total/mean")) for m in r.metrics if m["iteration"] == it), None)
+    total = {it: [next((number(m.get(r.total_key)) for m in r.metrics if m["iteration"] == it), None)
                   for r in runs] for it in iterations}
     return {"runs": [str(r.root) for r in runs], "metrics": rows,
             "total_by_iteration": [{"iteration": it, "total": total[it]} for it in iterations]}
@@ -873,19 +918,30 @@ def compare_runs(runs: list[RunSummary]) -> dict[str, Any]:
 
 
 def _builtin_patterns() -> dict[str, re.Pattern[str]]:
-    """Patterns of the degenerate text the built-in filters catch (seed 003's hacks), for highlighting."""
+    """Patterns of the degenerate text the built-in filters catch (seed 003's hacks), for highlighting.
+
+    Keyed by the built-in filter names; equivalent to the filters' own regexes (plugins/filters.py),
+    but every '#' is marked, headings included: the point is to see them.
+    """
     return {
-        "hash": re.compile(r"#+"),
-        # An emoticon, e.g. :) ;) :-D =P — the repeated ones are what RAFT/PPO learned to spam.
-        "emoticon": re.compile(r"(?<![\w:;=])[:;=][-'^]?[)(\]\[DPpO3](?![\w)(])"),
+        "stray_hash": re.compile(r"#+"),
+        # Western and eastern emoticons: :) ;-) :D XD ^_^ (^^) T_T — the ones seed 003's PPO spammed.
+        "emoticon_flood": re.compile(
+            r"""(?<![:;=])[:;=]['-]?[)(\]\[DPp|*O](?!\w)"""
+            r"""|(?<!\w)[xX]D+(?!\w)"""
+            r"""|\(\s*[*o]?\s*[\^T;][_\-.o~]?[\^T;]\s*[*o]?\s*\)"""
+            r"""|(?<![\w^])\^[_\-.o~]?\^(?![\w^])"""
+            r"""|(?<!\w)T_T(?!\w)|(?<!\w)-_-(?!\w)|(?<!\w)[oO]_[oO](?!\w)"""),
         "self_dialogue": SELF_DIALOGUE,
-        # A word or short phrase said three or more times in a row.
-        "repeat": re.compile(r"\b(\w+(?:\s+\w+){0,3})(?:[\s,.!]+\1\b){2,}", re.IGNORECASE),
+        # A phrase (2-50 characters, starting with a letter) three or more times back to back.
+        "repetition_loop": re.compile(r"([^\W\d_].{1,49}?)(?:[\s、,，。.!！?？…・;；:：\-—]*\1){2,}",
+                                      re.S | re.I),
     }
 
 
+@functools.cache
 def highlight_patterns() -> dict[str, re.Pattern[str]]:
-    """Highlight patterns: the filters plugin's own when it exposes ``PATTERNS``, plus ours."""
+    """Highlight patterns: ours, overridden by the filters plugin's own if it exposes ``PATTERNS``."""
     patterns = _builtin_patterns()
     try:
         from raftkit_plugins import filters as plugin_filters  # the built-in filters, if they expose them
@@ -929,6 +985,9 @@ def fold(text: str, width: int, tail: int | None = None) -> tuple[str, int]:
 # --------------------------------------------------------------------------- eval.json
 
 
+_EVAL_SETTINGS = ("prompts", "samples", "temperature", "max_new_tokens", "seconds", "top_p")
+
+
 def eval_rows(ev: Any) -> list[dict[str, Any]]:
     """eval.json as rows (key, before, after); tolerant of its exact shape.
 
@@ -951,6 +1010,9 @@ def eval_rows(ev: Any) -> list[dict[str, Any]]:
 
     if "before" in ev or "after" in ev:
         before, after = flat(ev.get("before")), flat(ev.get("after"))
+        for d in (before, after):  # the evaluation's settings, not results
+            for k in _EVAL_SETTINGS:
+                d.pop(k, None)
         keys = list(dict.fromkeys([*before, *after]))
         rows = []
         for k in keys:
