@@ -103,6 +103,7 @@ def emoticon_flood(completions: list[Any], *, threshold: int = 2, **kwargs: Any)
 
 _SEPARATORS = r"[\s、,，。.!！?？…・;；:：\-—]*"
 _MAX_PHRASE = 50  # characters; longer repeats are caught line by line
+_MIN_REPEATS = 3  # back-to-back copies that make a loop, unless a run sets `min_repeats`
 
 
 @lru_cache(maxsize=16)
@@ -114,7 +115,7 @@ def _loop_pattern(min_repeats: int) -> re.Pattern[str]:
         rf"([^\W\d_].{{1,{_MAX_PHRASE - 1}}}?)(?:{_SEPARATORS}\1){{{min_repeats - 1},}}", re.S | re.I)
 
 
-def repetition_loops(text: str, min_repeats: int = 3) -> list[str]:
+def repetition_loops(text: str, min_repeats: int = _MIN_REPEATS) -> list[str]:
     """The looping phrases in ``text``: a phrase repeated back to back ``min_repeats`` times or more,
     and long lines (over 50 characters) that occur ``min_repeats`` times or more anywhere.
 
@@ -132,7 +133,7 @@ def repetition_loops(text: str, min_repeats: int = 3) -> list[str]:
 
 
 @filter(name="repetition_loop", description="The same phrase back to back `min_repeats`+ times, or a line.")
-def repetition_loop(completions: list[Any], *, min_repeats: int = 3, **kwargs: Any) -> list[int]:
+def repetition_loop(completions: list[Any], *, min_repeats: int = _MIN_REPEATS, **kwargs: Any) -> list[int]:
     """Count repetition loops: "人生の、人生の、人生の", "I think I think I think", one line over and over.
 
     Seed 002's over-trained DPO model collapsed into exactly such repeated phrases.
@@ -178,6 +179,19 @@ def self_dialogue(completions: list[Any], **kwargs: Any) -> list[int]:
         text = completion_text(c)
         out.append(0 if self_dialogue_cut(text) is None else len(SELF_DIALOGUE.findall(text)))
     return out
+
+
+# --------------------------------------------------------------------------- the patterns, for display
+
+# Each filter's pattern that finds the text it counts, keyed by filter name (``raftkit inspect``
+# highlights with these). stray_hash's marks every '#' run, headings and code included (the filter
+# skips those; a reader wants to see them); repetition_loop's is the default `min_repeats` one.
+PATTERNS: dict[str, re.Pattern[str]] = {
+    "stray_hash": _HASHES,
+    "emoticon_flood": _EMOTICON,
+    "repetition_loop": _loop_pattern(_MIN_REPEATS),
+    "self_dialogue": SELF_DIALOGUE,
+}
 
 
 @hookimpl

@@ -148,7 +148,11 @@ def test_score_json_one_object_per_row(jsonl):
     assert rows[0]["total"] == 2.0 + 2 * 1.0 + 1.0
     assert [r["stray_hash"] for r in rows] == [0, 0, 1] and [r["emoticon_flood"] for r in rows] == [0, 0, 2]
     assert [r["dropped"] for r in rows] == [False, False, True]
-    assert set(rows[0]) == {"emoji", "length", "keyword", "stray_hash", "emoticon_flood", "total", "dropped"}
+    assert set(rows[0]) == {"prompt", "completion", "emoji", "length", "keyword", "stray_hash",
+                            "emoticon_flood", "total", "dropped"}
+    # The text as the input held it: a chat prompt stays a list, its completion the plain string.
+    assert [r["prompt"] for r in rows] == [ROWS[0]["prompt"], ROWS[1]["prompt"], "Hi"]
+    assert [r["completion"] for r in rows] == [r["completion"] for r in ROWS]
 
 
 def test_score_columns_reach_rewards_and_chat_prompts_get_chat_completions(tmp_path, jsonl):

@@ -5,10 +5,18 @@ from __future__ import annotations
 import time
 
 import pytest
-from raftkit_plugins.filters import emoticon_flood, emoticons, repetition_loop, self_dialogue, stray_hash
 
 from raftkit import RewardStack
 from raftkit.text import self_dialogue_cut
+from raftkit_plugins.filters import (
+    PATTERNS,
+    emoticon_flood,
+    emoticons,
+    repetition_loop,
+    repetition_loops,
+    self_dialogue,
+    stray_hash,
+)
 
 
 def chat(text: str) -> list[dict[str, str]]:
@@ -169,6 +177,20 @@ def test_filters_are_fast_on_2000_token_degenerate_text():
     for f in (stray_hash, emoticon_flood, repetition_loop, self_dialogue):
         f(texts)
     assert time.perf_counter() - start < 5.0  # ~0.1 s here; a backtracking pattern would take minutes
+
+
+def test_patterns_find_what_each_filter_counts():
+    assert set(PATTERNS) == {"stray_hash", "emoticon_flood", "repetition_loop", "self_dialogue"}
+    # stray_hash's pattern marks every '#' run; on text without headings or code, those are its hits.
+    text = "Sure!# and ### :) ;-) ^_^ at 10:30"
+    assert PATTERNS["stray_hash"].findall(text) == ["#", "###"] and stray_hash([text]) == [2]
+    found = [m.group() for m in PATTERNS["emoticon_flood"].finditer(text)]
+    assert found == emoticons(text) == [":)", ";-)", "^_^"]
+    loops = "人生の、人生の、人生の。Fine. I think I think I think so."
+    assert [m.group(1) for m in PATTERNS["repetition_loop"].finditer(loops)] == repetition_loops(loops)
+    assert repetition_loops(loops) == ["人生の", "I think"]
+    turns = "Paris.###Human: Spain?###Assistant: Madrid."
+    assert len(PATTERNS["self_dialogue"].findall(turns)) == self_dialogue([turns])[0] == 2
 
 
 def test_docstring_examples_hold():

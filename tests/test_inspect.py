@@ -100,6 +100,9 @@ def test_summary_json(run):
 
 def test_killed_run_with_corrupt_line_shows_and_warns(tmp_path):
     root = hacked_run(tmp_path / "run", finish=False)
+    # Left by another machine: its process (recorded in run.json) cannot be checked from here.
+    info = json.loads((root / "run.json").read_text())
+    (root / "run.json").write_text(json.dumps({**info, "host": "another-host"}))
     with open(root / "metrics.jsonl", "a") as f:
         f.write("garbage\n{\"iteration\": 4, \"rew")  # a corrupt line, then a half-written one
     iteration_dir(root, 4).mkdir()
@@ -175,9 +178,9 @@ def test_iteration_table_highlights_hacks(run):
     assert result.exit_code == 0
     assert "6 rollouts, 6 hit a filter" in result.stdout
     assert "Answer 1 ### ###" in result.stdout and "stray_hash×1" in result.stdout
-    from raftkit.cli.inspect import _highlighted
+    from raftkit.cli.inspect_render import highlighted
 
-    styled = _highlighted("Ok ### :) :) :)", None)
+    styled = highlighted("Ok ### :) :) :)", None)
     spans = {(s.start, s.end, str(s.style)) for s in styled.spans}
     assert (3, 6, "bold red") in spans  # the '#' run
     assert (7, 9, "bold magenta") in spans  # each emoticon
@@ -392,7 +395,8 @@ def test_real_run_killed_mid_iteration(real_runs, tmp_path):
     run = tmp_path / "killed"
     shutil.copytree(real_runs["raft"], run)
     info = json.loads((run / "run.json").read_text())
-    info.update(status="running", finished_at=None)
+    # Still "running", left by another machine: its process (recorded in run.json) cannot be checked here.
+    info.update(status="running", finished_at=None, host="another-host")
     (run / "run.json").write_text(json.dumps(info))
     partial = iteration_dir(run, 3)
     partial.mkdir()
@@ -404,10 +408,13 @@ def test_real_run_killed_mid_iteration(real_runs, tmp_path):
     assert data["read"] == 1 and data["complete"] is False
 
 
-def test_real_score_output_is_read_with_its_filter_hits(tmp_path):
+def test_real_score_output_is_read_with_its_filter_hits_and_text(tmp_path):
     comps = tmp_path / "completions.jsonl"
-    comps.write_text("".join(json.dumps({"prompt": "q", "completion": c}) + "\n"
-                             for c in ("Hello :) :) :) :)", "Sure ### answer", "Fine.")))
+    chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Greet me"}]
+    prompts = [chat, "q", "q"]
+    texts = ("Hello :) :) :) :)", "Sure ### answer", "Fine.")
+    comps.write_text("".join(json.dumps({"prompt": p, "completion": c}) + "\n"
+                             for p, c in zip(prompts, texts, strict=True)))
     scored = CliRunner().invoke(main, ["score", "--reward", "emoji", "--reward", "length",
                                        "--filter", "stray_hash", "--filter", "emoticon_flood",
                                        "--input", str(comps), "--json"])
@@ -417,4 +424,12 @@ def test_real_score_output_is_read_with_its_filter_hits(tmp_path):
     data = as_json(path, "--filter", "stray_hash")
     assert set(data["summary"]["rewards"]) == {"emoji", "length"}  # the hit counts are not rewards
     assert data["summary"]["filters"]["stray_hash"]["rate"] == pytest.approx(1 / 3)
+    # The text came along: (17 + 15 + 5) / 3 characters.
+    assert data["summary"]["chars_mean"] == pytest.approx(37 / 3)
     assert data["matched"] == 1 and data["rollouts"][0]["total"] == -1.0
+    assert data["rollouts"][0]["prompt"] == "q" and data["rollouts"][0]["completion"] == "Sure ### answer"
+    top = as_json(path, "--sort", "reward:emoji", "--top", "1")["rollouts"][0]
+    assert top["prompt"] == "Greet me" and top["completion"] == "Hello :) :) :) :)"  # chat prompt, no system
+    table = invoke(path)
+    assert table.exit_code == 0 and "no 'completion' field" not in table.stderr
+    assert "Sure ### answer" in table.stdout and "Greet me" in table.stdout

@@ -1,5 +1,5 @@
-"""runview: reading run directories and rollout files, on runs built here (finished, killed, crashed,
-old, corrupt) and on hand-computed numbers."""
+"""runview, rolloutview and highlight: reading run directories and rollout files, on runs built here
+(finished, killed, crashed, old, corrupt) and on hand-computed numbers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from raftkit import runview
+from raftkit import highlight, rolloutview, runview
 from raftkit.rundir import RunWriter, iteration_dir
 
 
@@ -44,6 +44,14 @@ def make_run(root: Path, iterations: int = 3, finish: str | None = "finished",
     return root
 
 
+def from_another_host(root: Path) -> Path:
+    """The run as another machine left it: its process (recorded in run.json) cannot be checked from here."""
+    info = json.loads((root / "run.json").read_text())
+    info["host"] = "another-host"
+    (root / "run.json").write_text(json.dumps(info))
+    return root
+
+
 # --------------------------------------------------------------------------- small helpers
 
 
@@ -55,9 +63,9 @@ def test_sparkline_by_hand():
 
 
 def test_fold_keeps_head_and_tail():
-    text, cut = runview.fold("a" * 50 + "TAIL", 20, tail=4)
+    text, cut = highlight.fold("a" * 50 + "TAIL", 20, tail=4)
     assert text == "a" * 15 + " … TAIL" and cut == 54 - 19
-    assert runview.fold("short", 20) == ("short", 0)
+    assert highlight.fold("short", 20) == ("short", 0)
 
 
 def test_group_keys_by_prefix_with_labels_holding_slashes():
@@ -72,17 +80,34 @@ def test_group_keys_by_prefix_with_labels_holding_slashes():
 
 def test_prompt_text_of_chat_messages_skips_system():
     chat = [{"role": "system", "content": "be nice"}, {"role": "user", "content": "hi"}]
-    assert runview.prompt_text(chat) == "hi"
-    assert runview.completion_text([{"role": "assistant", "content": "yo"}]) == "yo"
+    assert rolloutview.prompt_text(chat) == "hi"
+    assert rolloutview.completion_text([{"role": "assistant", "content": "yo"}]) == "yo"
 
 
 def test_highlight_spans_find_seed_003_hacks():
     text = "Paris. ### :) :) :)\n###Human: more"
-    names = [name for _, _, name in runview.hit_spans(text)]
+    names = [name for _, _, name in highlight.hit_spans(text)]
     assert names.count("stray_hash") == 2
     assert names.count("emoticon_flood") == 3
     assert "self_dialogue" in names
-    assert runview.hit_spans("The time is 10:30, see http://x.y") == []
+    assert highlight.hit_spans("The time is 10:30, see http://x.y") == []
+
+
+def test_highlight_uses_the_filters_patterns_and_falls_back(monkeypatch):
+    from raftkit.text import SELF_DIALOGUE
+    from raftkit_plugins.filters import PATTERNS
+
+    highlight.highlight_patterns.cache_clear()
+    assert highlight.highlight_patterns() == PATTERNS  # the very same compiled patterns, no copies
+    # A filters module that cannot be imported leaves the shared self-dialogue pattern.
+    monkeypatch.setitem(sys.modules, "raftkit_plugins.filters", None)
+    highlight.highlight_patterns.cache_clear()
+    try:
+        assert highlight.highlight_patterns() == {"self_dialogue": SELF_DIALOGUE}
+        assert [n for _, _, n in highlight.hit_spans("ok ### :) :)\nUser: hi")] == ["self_dialogue"]
+    finally:
+        monkeypatch.undo()
+        highlight.highlight_patterns.cache_clear()
 
 
 # --------------------------------------------------------------------------- run summaries
@@ -100,7 +125,7 @@ def test_finished_run_summary(tmp_path):
 
 
 def test_killed_run_mid_iteration(tmp_path):
-    root = make_run(tmp_path / "run", finish=None)
+    root = from_another_host(make_run(tmp_path / "run", finish=None))
     # Iteration 4 was being written when the process died: rollouts, no metrics, a half line at the end.
     d = iteration_dir(root, 4)
     d.mkdir()
@@ -112,7 +137,8 @@ def test_killed_run_mid_iteration(tmp_path):
     assert "at iteration 4" in s.status_line and "last update" in s.status_line
     assert s.partial == [4] and s.iterations() == [1, 2, 3] and s.problems == []
     problems: list = []
-    assert [x.completion for x in runview.iter_samples(runview.rollouts_path(root, 4), problems)] == ["x"]
+    rollouts = rolloutview.rollouts_path(root, 4)
+    assert [x.completion for x in rolloutview.iter_samples(rollouts, problems)] == ["x"]
     assert problems == []
 
 
@@ -188,65 +214,66 @@ def test_bad_run_json_and_config(tmp_path):
 
 def test_resolve_iteration(tmp_path):
     root = make_run(tmp_path / "run")
-    assert runview.resolve_iteration(root, "last") == 3
-    assert runview.resolve_iteration(root, "-2") == 2
+    assert rolloutview.resolve_iteration(root, "last") == 3
+    assert rolloutview.resolve_iteration(root, "-2") == 2
     with pytest.raises(runview.InspectError, match=r"iterations with rollouts: 1-3"):
-        runview.resolve_iteration(root, "9")
+        rolloutview.resolve_iteration(root, "9")
     with pytest.raises(runview.InspectError, match="a number or 'last'"):
-        runview.resolve_iteration(root, "x")
+        rolloutview.resolve_iteration(root, "x")
 
 
 # --------------------------------------------------------------------------- rollouts
 
 
 def samples_of(totals_and_texts):
-    return [runview.normalise(sample(1, i, 0, text, t), position=i)
+    return [rolloutview.normalise(sample(1, i, 0, text, t), position=i)
             for i, (t, text) in enumerate(totals_and_texts)]
 
 
 def test_select_top_worst_sort_and_filters():
     s = samples_of([(0.5, "a"), (2.0, "bbbb"), (-1.0, "cc ###"), (1.0, "ddd")])
     s[2].hits["stray_hash"] = 1
-    top, matched, total = runview.select_samples(iter(s), runview.Query(top=2))
+    top, matched, total = rolloutview.select_samples(iter(s), rolloutview.Query(top=2))
     assert [x.total for x in top] == [2.0, 1.0] and (matched, total) == (4, 4)
-    worst, _, _ = runview.select_samples(iter(s), runview.Query(worst=1))
+    worst, _, _ = rolloutview.select_samples(iter(s), rolloutview.Query(worst=1))
     assert [x.total for x in worst] == [-1.0]
-    both, _, _ = runview.select_samples(iter(s), runview.Query(top=1, worst=1))
+    both, _, _ = rolloutview.select_samples(iter(s), rolloutview.Query(top=1, worst=1))
     assert [x.total for x in both] == [2.0, -1.0]
-    by_len, _, _ = runview.select_samples(iter(s), runview.Query(sort="length"))
+    by_len, _, _ = rolloutview.select_samples(iter(s), rolloutview.Query(sort="length"))
     assert [x.completion for x in by_len] == ["cc ###", "bbbb", "ddd", "a"]
-    hit, matched, _ = runview.select_samples(iter(s), runview.Query(filter="stray_hash"))
+    hit, matched, _ = rolloutview.select_samples(iter(s), rolloutview.Query(filter="stray_hash"))
     assert [x.completion for x in hit] == ["cc ###"] and matched == 1
-    grep, _, _ = runview.select_samples(iter(s), runview.Query(grep=r"^d+$"))
+    grep, _, _ = rolloutview.select_samples(iter(s), rolloutview.Query(grep=r"^d+$"))
     assert [x.completion for x in grep] == ["ddd"]
-    prompt, _, _ = runview.select_samples(iter(s), runview.Query(prompt="QUESTION 1"))
+    prompt, _, _ = rolloutview.select_samples(iter(s), rolloutview.Query(prompt="QUESTION 1"))
     assert [x.completion for x in prompt] == ["bbbb"]
-    limited, matched, _ = runview.select_samples(iter(s), runview.Query(limit=2))
+    limited, matched, _ = rolloutview.select_samples(iter(s), rolloutview.Query(limit=2))
     assert len(limited) == 2 and matched == 4
 
 
 def test_sort_by_named_reward_and_bad_queries():
     s = samples_of([(0.5, "a"), (2.0, "b")])
     s[0].rewards["length"] = 9.0
-    out, _, _ = runview.select_samples(iter(s), runview.Query(sort="reward:length"))
+    out, _, _ = rolloutview.select_samples(iter(s), rolloutview.Query(sort="reward:length"))
     assert [x.completion for x in out] == ["a", "b"]
     with pytest.raises(runview.InspectError, match=r"no reward 'nope'.*emoji, length"):
-        runview.select_samples(iter(s), runview.Query(sort="reward:nope"))
+        rolloutview.select_samples(iter(s), rolloutview.Query(sort="reward:nope"))
     with pytest.raises(runview.InspectError, match="--sort expects"):
-        runview.select_samples(iter(s), runview.Query(sort="speed"))
+        rolloutview.select_samples(iter(s), rolloutview.Query(sort="speed"))
     with pytest.raises(runview.InspectError, match="not a valid regular expression"):
-        runview.select_samples(iter(s), runview.Query(grep="("))
+        rolloutview.select_samples(iter(s), rolloutview.Query(grep="("))
 
 
 def test_normalise_flat_score_output():
-    s = runview.normalise({"prompt": "p", "completion": "c :)", "emoji": 0.25, "length": None, "total": 0.25,
-                           "hits": {"emoticon_flood": 1}, "row": 3, "label": "x"})
+    s = rolloutview.normalise({"prompt": "p", "completion": "c :)", "emoji": 0.25, "length": None,
+                               "total": 0.25, "hits": {"emoticon_flood": 1}, "row": 3, "label": "x"})
     assert s.rewards == {"emoji": 0.25, "length": None}
     assert s.hits == {"emoticon_flood": 1} and s.total == 0.25 and s.row == 3
     # No total recorded: the sum of the rewards that apply.
-    assert runview.normalise({"completion": "c", "a": 1.0, "b": 2, "c": None}).total == 3.0
+    assert rolloutview.normalise({"completion": "c", "a": 1.0, "b": 2, "c": None}).total == 3.0
     # Odd field types never break reading: an unhashable row falls back to the prompt as the key.
-    odd = runview.normalise({"prompt": {"x": 1}, "row": [1], "rewards": {"r": "high"}, "hits": {"f": "x"}})
+    odd = rolloutview.normalise({"prompt": {"x": 1}, "row": [1], "rewards": {"r": "high"},
+                                 "hits": {"f": "x"}})
     assert odd.key == ("prompt", "{'x': 1}") and odd.rewards == {"r": None} and odd.hits == {}
 
 
@@ -255,7 +282,7 @@ def test_iter_samples_reports_bad_lines(tmp_path):
     p.write_text('{"completion": "a", "total": 1}\n\n{broken\n"str"\n'
                  '{"completion": "b", "total": 2}\n{"compl')
     problems: list = []
-    got = list(runview.iter_samples(p, problems))
+    got = list(rolloutview.iter_samples(p, problems))
     assert [(x.completion, x.line) for x in got] == [("a", 1), ("b", 5)]
     assert [(b.line, b.error.split(" (")[0]) for b in problems] == [
         (3, "not valid JSON"), (4, "not a JSON object; skipped")]
@@ -264,7 +291,7 @@ def test_iter_samples_reports_bad_lines(tmp_path):
 def test_rollout_stats_by_hand():
     s = samples_of([(1.0, "a b c"), (3.0, "a b d")])
     s[1].hits["stray_hash"] = 2
-    st = runview.rollout_stats(s)
+    st = rolloutview.rollout_stats(s)
     assert st.n == 2 and st.total["mean"] == 2.0 and st.total["std"] == 1.0
     assert st.filters["stray_hash"] == {"rate": 0.5, "hits": 2.0}
     assert st.chars_mean == 5.0
@@ -276,7 +303,7 @@ def test_rollout_stats_by_hand():
 
 def test_compare_iterations_by_row(tmp_path):
     root = make_run(tmp_path / "run")
-    pairs = runview.compare_iterations(root, 1, 3, [])
+    pairs = rolloutview.compare_iterations(root, 1, 3, [])
     assert [p.key for p in pairs] == [("row", 0), ("row", 1)]
     # Row 0 at iteration 1: totals 1, 2 (mean 1.5); at 3: 3, 4 (mean 3.5).
     assert pairs[0].a.total_mean == 1.5 and pairs[0].b.total_mean == 3.5 and pairs[0].delta == 2.0
@@ -290,7 +317,7 @@ def test_compare_falls_back_to_prompt_text(tmp_path):
         d.mkdir(parents=True)
         (d / "rollouts.jsonl").write_text(json.dumps({"prompt": "same", "row": row, "completion": str(it),
                                                       "total": float(it)}) + "\n")
-    pairs = runview.compare_iterations(root, 1, 2, [])
+    pairs = rolloutview.compare_iterations(root, 1, 2, [])
     assert len(pairs) == 1 and pairs[0].delta == 1.0
 
 

@@ -138,8 +138,10 @@ def _short(text: Any, limit: int = 40) -> str:
     return t if len(t) <= limit else t[: limit - 1] + "…"
 
 
-def _row_json(scores: Scores, i: int) -> dict[str, Any]:
-    row: dict[str, Any] = {label: values[i] for label, values in scores.rewards.items()}
+def _row_json(scores: Scores, i: int, prompt: Any, completion: Any) -> dict[str, Any]:
+    """One output row: the text as given (so `raftkit inspect` can show it), then every score."""
+    row: dict[str, Any] = {"prompt": prompt, "completion": completion}
+    row.update({label: values[i] for label, values in scores.rewards.items()})
     row.update({label: values[i] for label, values in scores.hits.items()})
     row["total"] = scores.total[i]
     row["dropped"] = scores.dropped[i]
@@ -338,7 +340,8 @@ def preflight(stack: RewardStack, dataset: str, prompt_column: str, limit: int, 
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Use the first N rows (pre-flight default: 8).")
 @click.option("--json", "as_json", is_flag=True,
-              help="One JSON object per row: each reward's raw value, each filter's hits, total, dropped.")
+              help="One JSON object per row: prompt, completion, each reward's raw value, each filter's "
+                   "hits, total, dropped (`raftkit inspect FILE` reads it).")
 @click.option("--reward-timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT,
               show_default=True, help="Seconds one reward call may take before it is an error.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
@@ -402,7 +405,9 @@ def command(rewards, filters, input_path, dataset, prompt_column, completion_col
         raise click.ClickException(str(e)) from None
     scores = _merge(parts)
     if as_json:
-        for i in range(len(scores)):
-            click.echo(json.dumps(_row_json(scores, i), ensure_ascii=False))
+        for i, row in enumerate(rows):
+            # The completion as the input held it (not wrapped into chat messages for the rewards).
+            out = _row_json(scores, i, prompts[i], row.get(completion_column))
+            click.echo(json.dumps(out, ensure_ascii=False))
     else:
         _print_table(scores, completions, max_rows)
