@@ -47,22 +47,24 @@ class AlignConfig:
     """Prompt set: 'bundled', a .jsonl/.json/.csv/.parquet file or folder, or a datasets name."""
     prompt_column: str = "prompt"
     """Dataset column holding the prompt (text or chat messages)."""
-    rewards: list[str] = field(default_factory=list, metadata={"option": "reward"})
+    rewards: list[str | dict] = field(default_factory=list, metadata={"option": "reward"})
     """Reward as NAME[:key=value,...][*WEIGHT]; repeat for several (see `raftkit rewards`)."""
-    filters: list[str] = field(default_factory=lambda: list(DEFAULT_FILTERS), metadata={"option": "filter"})
+    filters: list[str | dict] = field(
+        default_factory=lambda: list(DEFAULT_FILTERS), metadata={"option": "filter"}
+    )
     """Degeneracy filter as NAME[:action=penalty|drop,penalty=P]; repeat for several. Replaces the default
     four (stray_hash, emoticon_flood, repetition_loop, self_dialogue)."""
-    iterations: int = 12
+    iterations: int = 8
     """Number of iterations (sample, score, update)."""
-    prompts_per_iteration: int = 24
+    prompts_per_iteration: int = 16
     """Prompts drawn per iteration (b)."""
     k: int = 8
     """Completions sampled per prompt."""
-    temperature: float = 1.0
+    temperature: float = 0.8
     """Sampling temperature."""
     top_p: float = 1.0
     """Nucleus sampling threshold (1 = off)."""
-    max_new_tokens: int = 48
+    max_new_tokens: int = 40
     """Most tokens a completion may have."""
     lr: float = 3e-5
     """Peak learning rate (AdamW)."""
@@ -91,6 +93,30 @@ class AlignConfig:
     reward_timeout: float = 60.0
     """Seconds a reward may take on one batch before the run stops with an error."""
 
+    def __post_init__(self) -> None:
+        for name in (
+            "iterations",
+            "prompts_per_iteration",
+            "k",
+            "max_new_tokens",
+            "save_every",
+            "eval_samples",
+        ):
+            at_least(self, name, 1)
+        for name in ("checkpoint_every", "heldout", "lora_r", "temperature", "eval_temperature"):
+            at_least(self, name, 0)
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"--top-p must be in (0, 1], got {self.top_p}")
+        if self.lr <= 0 or self.reward_timeout <= 0 or self.kv_cache_gib <= 0:
+            raise ConfigError("--lr, --reward-timeout and --kv-cache-gib must be positive")
+
+
+def at_least(cfg: Any, name: str, low: float) -> None:
+    """Raise a ConfigError naming the option when ``cfg.name`` is below ``low``."""
+    value = getattr(cfg, name)
+    if value < low:
+        raise ConfigError(f"--{name.replace('_', '-')} must be at least {low}, got {value}")
+
 
 # --------------------------------------------------------------------------- reading the dataclasses
 
@@ -108,9 +134,13 @@ def field_docs(cls: type) -> dict[str, str]:
             continue
         body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
         for node, nxt in zip(body, [*body[1:], None], strict=True):
-            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                    and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
-                    and isinstance(nxt.value.value, str)):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
                 docs[node.target.id] = " ".join(inspect.cleandoc(nxt.value.value).split())
     return docs
 
@@ -125,6 +155,7 @@ class FieldSpec:
     doc: str
     option: str  # the CLI option without dashes, e.g. "reward" for the field "rewards"
     owner: type
+    other_defaults: tuple[tuple[str, Any], ...] = ()  # (class name, default) where another class differs
 
 
 def _default_of(f: dataclasses.Field) -> Any:
@@ -142,10 +173,23 @@ def fields_of(*classes: type) -> dict[str, FieldSpec]:
         hints = typing.get_type_hints(cls)
         docs = field_docs(cls)
         for f in dataclasses.fields(cls):
-            if f.name in out or not f.init:
+            if not f.init:
                 continue
-            out[f.name] = FieldSpec(f.name, hints[f.name], _default_of(f), docs.get(f.name, ""),
-                                    f.metadata.get("option", f.name), cls)
+            if f.name in out:
+                first = out[f.name]
+                if _default_of(f) != first.default:  # shared name, own default: say so in --help
+                    out[f.name] = dataclasses.replace(
+                        first, other_defaults=(*first.other_defaults, (cls.__name__, _default_of(f)))
+                    )
+                continue
+            out[f.name] = FieldSpec(
+                f.name,
+                hints[f.name],
+                _default_of(f),
+                docs.get(f.name, ""),
+                f.metadata.get("option", f.name),
+                cls,
+            )
     return out
 
 
@@ -164,6 +208,16 @@ def _is_sequence(t: Any) -> bool:
 def coerce(value: Any, t: Any, where: str) -> Any:
     """Convert a value read from a file or the CLI to the field type ``t``; ``where`` goes in the error."""
     base, optional = _unwrap_optional(t)
+    members = [a for a in typing.get_args(base) if a is not type(None)]
+    if typing.get_origin(base) in (typing.Union, types.UnionType) and members:
+        for member in members:  # X | Y: the first member the value converts to
+            try:
+                return coerce(value, member, where)
+            except ConfigError:
+                continue
+        raise ConfigError(
+            f"{where}: {value!r} is not a {' or '.join(getattr(m, '__name__', str(m)) for m in members)}"
+        )
     if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null")):
         if optional:
             return None
@@ -175,7 +229,9 @@ def coerce(value: Any, t: Any, where: str) -> Any:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         args = [a for a in typing.get_args(base) if a is not Ellipsis] or [Any]
-        items = [coerce(v, args[0], f"{where}[{i}]") if args[0] is not Any else v for i, v in enumerate(value)]
+        items = [
+            coerce(v, args[0], f"{where}[{i}]") if args[0] is not Any else v for i, v in enumerate(value)
+        ]
         return tuple(items) if origin is tuple else list(items)
     if origin is Literal:
         choices = typing.get_args(base)
@@ -204,6 +260,10 @@ def coerce(value: Any, t: Any, where: str) -> Any:
             return float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if base is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return value
     if base is str:
         if isinstance(value, dict | list):
             raise ConfigError(f"{where}: expected text, got {value!r}")
@@ -214,9 +274,17 @@ def coerce(value: Any, t: Any, where: str) -> Any:
 def build(cls: type, values: Mapping[str, Any], source: str = "config") -> Any:
     """An instance of ``cls`` from the values that name its fields (the others are ignored)."""
     specs = fields_of(cls)
-    kwargs = {name: coerce(v, specs[name].type, f"{source}: '{name}'") for name, v in values.items()
-              if name in specs}
-    return cls(**kwargs)
+    kwargs = {
+        name: coerce(v, specs[name].type, f"{source}: '{name}'")
+        for name, v in values.items()
+        if name in specs
+    }
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:  # a dataclass's own validation
+        raise ConfigError(f"{source}: {e}") from None
 
 
 def to_dict(*configs: Any) -> dict[str, Any]:
@@ -246,11 +314,15 @@ def load_file(path: str | Path) -> dict[str, Any]:
         else:
             data = yaml.safe_load(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f"--config {path}: not valid {'TOML' if path.suffix == '.toml' else 'YAML'} ({e})") from None
+        raise ConfigError(
+            f"--config {path}: not valid {'TOML' if path.suffix == '.toml' else 'YAML'} ({e})"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"--config {path}: expected a mapping of option names to values, got {type(data).__name__}")
+        raise ConfigError(
+            f"--config {path}: expected a mapping of option names to values, got {type(data).__name__}"
+        )
     return data
 
 
@@ -288,21 +360,37 @@ def _type_hint(t: Any) -> str:
     return {int: "INT", float: "FLOAT"}.get(base, "TEXT")
 
 
+def _short_name(class_name: str) -> str:
+    """RaftConfig -> raft, GRPOConfig -> grpo (for --help defaults that differ by algorithm)."""
+    return class_name.removesuffix("Config").lower()
+
+
 def click_option(spec: FieldSpec) -> click.Option:
     """A click option for a field. Every option defaults to "not given", so a --config value can win."""
     base, _ = _unwrap_optional(spec.type)
     default = spec.default
     shown = ", ".join(map(str, default)) if isinstance(default, list | tuple) else default
+    if spec.other_defaults:
+        others = ", ".join(f"{_short_name(c)}: {d}" for c, d in spec.other_defaults)
+        shown = f"{_short_name(spec.owner.__name__)}: {shown}, {others}"
     help_text = spec.doc + (f"  [default: {shown}]" if shown not in (None, "", []) else "")
     flag = spec.option.replace("_", "-")
     if base is bool:
         return click.Option([f"--{flag}/--no-{flag}", spec.name], default=None, help=help_text)
     if _is_sequence(base):
-        return click.Option([f"--{flag}", spec.name], multiple=True, type=_click_type(spec.type),
-                            help=help_text + " (repeatable)")
-    return click.Option([f"--{flag}", spec.name], type=_click_type(spec.type), default=None,
-                        metavar=None if typing.get_origin(base) is Literal else _type_hint(spec.type),
-                        help=help_text)
+        return click.Option(
+            [f"--{flag}", spec.name],
+            multiple=True,
+            type=_click_type(spec.type),
+            help=help_text + " (repeatable)",
+        )
+    return click.Option(
+        [f"--{flag}", spec.name],
+        type=_click_type(spec.type),
+        default=None,
+        metavar=None if typing.get_origin(base) is Literal else _type_hint(spec.type),
+        help=help_text,
+    )
 
 
 def cli_values(ctx: click.Context, names: Iterable[str]) -> dict[str, Any]:

@@ -94,7 +94,7 @@ class Surrogate:
 
 def clipped_surrogate(logp: Tensor, old_logp: Tensor, advantages: Tensor, eps_low: float,
                       eps_high: float | None = None) -> Surrogate:
-    """PPO's clipped objective per token: ``-min(r·A, clip(r, 1-eps_low, 1+eps_high)·A)``, r = exp(logp - old).
+    """PPO's clipped objective per token: ``-min(r·A, clip(r, 1-eps_low, 1+eps_high)·A)``, r = exp(logp-old).
 
     ``advantages`` is ``[n]`` (one per sequence) or ``[n, T]``. ``eps_high=None`` means symmetric clipping;
     a larger ``eps_high`` is DAPO's clip-higher (more room for raising rare tokens).
@@ -135,7 +135,7 @@ def aggregate_grpo(per_token: Tensor, mask: Tensor, batch: BatchSize) -> Tensor:
 
 
 def aggregate_dr_grpo(per_token: Tensor, mask: Tensor, batch: BatchSize) -> Tensor:
-    """dr_grpo (Dr. GRPO): sum over all tokens / (sequences x max_completion_length), a constant normaliser."""
+    """dr_grpo (Dr. GRPO): sum over all tokens / (sequences x max_completion_length), a constant."""
     return (per_token * mask).sum() / max(batch.sequences * batch.max_completion_length, 1)
 
 

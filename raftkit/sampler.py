@@ -46,7 +46,7 @@ class SamplingParams:
     stop: list[str] = field(default_factory=list)
     """Strings that end a completion; the text is cut before the first one."""
     truncate_self_dialogue: bool = True
-    """Cut a completion where the model starts writing the user's next turn (raftkit.text.self_dialogue_cut)."""
+    """Cut a completion where the model starts writing the user's turn (raftkit.text.self_dialogue_cut)."""
     max_prompt_tokens: int = 512
     """Longer prompts are skipped and counted in ``Sampler.skipped``, never sampled (no out-of-memory)."""
 
@@ -97,8 +97,8 @@ class Sampler(Protocol):
 # --------------------------------------------------------------------------------------------------
 
 
-def encode_prompts(tokenizer: Any, prompts: Sequence[Prompt], max_tokens: int) -> tuple[list[list[int] | None],
-                                                                                         list[int]]:
+def encode_prompts(tokenizer: Any, prompts: Sequence[Prompt],
+                   max_tokens: int) -> tuple[list[list[int] | None], list[int]]:
     """Token ids of each prompt, or None for prompts that are empty or longer than ``max_tokens``.
 
     Returns (ids per prompt, indices of the skipped prompts).
@@ -113,8 +113,9 @@ def encode_prompts(tokenizer: Any, prompts: Sequence[Prompt], max_tokens: int) -
         else:
             encoded.append(list(ids))
     if skipped:
+        shown = skipped[:10] + (["..."] if len(skipped) > 10 else [])
         log.warning("sampler: skipped %d of %d prompts (empty or longer than %d tokens): indices %s",
-                    len(skipped), len(prompts), max_tokens, skipped[:10] + (["..."] if len(skipped) > 10 else []))
+                    len(skipped), len(prompts), max_tokens, shown)
     return encoded, skipped
 
 
@@ -231,8 +232,10 @@ def make_sampler(kind: Literal["auto", "vllm", "hf"], model: str, **kwargs: Any)
         else:
             from rich.console import Console
 
-            Console(stderr=True).print(f"[yellow]vLLM is not available ({reason}); sampling with "
-                                       "transformers generate (slower).[/yellow]", highlight=False)
+            Console(stderr=True).print(
+                f"[yellow]vLLM is not available ({reason}); sampling with transformers generate "
+                "(slower).[/yellow]",
+                highlight=False, soft_wrap=True)
             kind = "hf"
             kwargs = {k: v for k, v in kwargs.items() if k in _HF_KWARGS}
     if kind == "vllm":

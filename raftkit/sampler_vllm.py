@@ -22,9 +22,9 @@ import torch
 # Must be set before vLLM is imported: the weight sync needs the worker in this process.
 os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
 
-from raftkit.models import resolve_model  # noqa: E402
-from raftkit.rollouts import Prompt, Rollout  # noqa: E402
-from raftkit.sampler import SamplingParams, draw_lengths, encode_prompts, finish_rollout  # noqa: E402
+from raftkit.models import resolve_model
+from raftkit.rollouts import Prompt, Rollout
+from raftkit.sampler import SamplingParams, draw_lengths, encode_prompts, finish_rollout
 
 _GIB = 1 << 30
 
@@ -100,6 +100,9 @@ class VLLMSampler:
 
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        if params.longest >= self.max_model_len:
+            raise ValueError(f"max_new_tokens {params.longest} leaves no room for a prompt in the engine's "
+                             f"max_model_len {self.max_model_len}: raise max_model_len or lower it")
         limit = min(params.max_prompt_tokens, self.max_model_len - params.longest)
         encoded, self.skipped = encode_prompts(self.tokenizer, prompts, limit)
 
@@ -110,7 +113,10 @@ class VLLMSampler:
             if ids is None:
                 continue
             for length, n in sorted(Counter(draw_lengths(self._rng, k, params)).items()):
-                requests.append((i, length, n))
+                if params.temperature == 0:  # vLLM refuses n > 1 for greedy decoding
+                    requests.extend((i, length, 1) for _ in range(n))
+                else:
+                    requests.append((i, length, n))
         if not requests:
             return []
         inputs = [TokensPrompt(prompt_token_ids=encoded[i]) for i, _, _ in requests]
@@ -149,8 +155,10 @@ class VLLMSampler:
         # In-process, collective_rpc calls the worker directly, so the iterator is consumed lazily there
         # (no copy of the whole state dict). The model runner casts and re-packs into its own layout;
         # calling the model's load_weights directly fails on CPU because of that re-packing.
+        dtype = self._llm.llm_engine.model_config.dtype
+        cast = ((name, tensor.detach().to(dtype)) for name, tensor in weights)  # one tensor at a time
         self._llm.collective_rpc("reload_weights",
-                                 kwargs={"weights_iterator": iter(weights), "is_checkpoint_format": True})
+                                 kwargs={"weights_iterator": cast, "is_checkpoint_format": True})
         self._llm.reset_prefix_cache()
         return time.perf_counter() - start
 

@@ -1,0 +1,204 @@
+"""GRPO seconds per optimiser step: raftkit against TRL 1.16's GRPOTrainer, same config, one script run.
+
+Both train the bundled SmolLM2-135M-Instruct with the rewards emoji + length on the same prompts in the
+same order: 8 prompts x 4 generations per optimiser step, 32 new tokens, temperature 0.9, beta 0.04,
+lr 1e-5 decaying linearly to 0, loss dapo, advantages scaled by the group std, epsilon 0.2.
+
+TRL as DESIGN.md measured it: per_device_train_batch_size=8 with gradient_accumulation_steps=4 (TRL
+counts completions, so one step is 32 completions = 8 prompts x 4), bf16 autocast over fp32 weights,
+gradient checkpointing on (its default), HF generate for sampling (use_vllm=False).
+raftkit: its vLLM sampler (in-process, weights synced in place), bf16 autocast over fp32 weights.
+
+    .venv/bin/python benchmarks/grpo_vs_trl.py                # 1 warm-up + 4 timed steps each
+    .venv/bin/python benchmarks/grpo_vs_trl.py --only raftkit --steps 8
+
+Prints the median seconds per step of each, their ratio, where raftkit's time goes, and the reward means
+per step of both (do the rewards move as well?).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import resource
+import statistics
+import time
+from typing import Any
+
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+
+PROMPTS_PER_STEP, K, NEW_TOKENS, TEMPERATURE, BETA, LR = 8, 4, 32, 0.9, 0.04, 1e-5
+REWARDS = ["emoji", "length"]
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1 << 20)
+
+
+def prompt_batches(steps: int) -> list[list[Any]]:
+    from raftkit.datasets import load_prompts
+
+    prompts = load_prompts(limit=steps * PROMPTS_PER_STEP).prompts
+    return [prompts[i : i + PROMPTS_PER_STEP] for i in range(0, len(prompts), PROMPTS_PER_STEP)]
+
+
+# --------------------------------------------------------------------------- raftkit
+
+
+def run_raftkit(batches: list[list[Any]], sampler_kind: str, micro_batch_size: int) -> dict[str, Any]:
+    import torch
+
+    from raftkit.grpo import GRPO, GRPOConfig
+    from raftkit.policy import Policy
+    from raftkit.rewards import RewardStack
+    from raftkit.rollouts import Batch
+    from raftkit.sampler import SamplingParams, make_sampler
+
+    torch.manual_seed(0)
+    policy = Policy()
+    engine_kwargs = {"kv_cache_gib": 1.0} if sampler_kind == "vllm" else {}
+    sampler = make_sampler(sampler_kind, policy.path, seed=0, **engine_kwargs)
+    stack = RewardStack.build(REWARDS)
+    sampling = SamplingParams(temperature=TEMPERATURE, max_new_tokens=NEW_TOKENS)
+    algo = GRPO(policy, GRPOConfig(beta=BETA, micro_batch_size=micro_batch_size), lr=LR,
+                total_steps=len(batches), k=K, sampling=sampling)
+    steps = []
+    try:
+        for it, prompts in enumerate(batches):
+            batch = Batch(list(prompts))
+            t0 = time.perf_counter()
+            rollouts = algo.sample(sampler, batch, it)
+            t1 = time.perf_counter()
+            scores = stack.score_rollouts(rollouts, batch)
+            t2 = time.perf_counter()
+            result = algo.update(batch, rollouts, scores, it)
+            t3 = time.perf_counter()
+            sampler.sync(policy.weights())
+            t4 = time.perf_counter()
+            m = result.metrics
+            step = {
+                "total": t4 - t0, "sample": t1 - t0, "score": t2 - t1, "update": t3 - t2, "sync": t4 - t3,
+                "ref_logprobs": m.get("time/ref_logprobs", 0.0), "forward": m["time/forward"],
+                "backward": m["time/backward"], "optimizer": m["time/optimizer"],
+                **{f"reward/{name}": statistics.fmean(v for v in vals if v is not None)
+                   for name, vals in scores.rewards.items()},
+                "reward/total": statistics.fmean(scores.total), "kl": m.get("kl", 0.0),
+            }
+            steps.append(step)
+            print(f"raftkit step {it}: {step['total']:.2f} s (sample {step['sample']:.2f}, score "
+                  f"{step['score']:.3f}, ref {step['ref_logprobs']:.2f}, fwd {step['forward']:.2f}, bwd "
+                  f"{step['backward']:.2f}, opt {step['optimizer']:.2f}, sync {step['sync']:.2f}) "
+                  f"emoji {step['reward/emoji']:.3f} length {step['reward/length']:.3f}", flush=True)
+    finally:
+        sampler.close()
+    return {"steps": steps, "peak_rss_gib": peak_rss_gib()}
+
+
+# --------------------------------------------------------------------------- TRL
+
+
+def run_trl(batches: list[list[Any]]) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoTokenizer, TrainerCallback
+    from trl import GRPOConfig as TRLConfig
+    from trl import GRPOTrainer
+
+    from raftkit.models import default_model_path
+    from raftkit.rewards import RewardStack
+
+    torch.manual_seed(0)
+    stack = RewardStack.build(REWARDS)
+    reward_funcs = [e.fn for e in stack.rewards]  # raftkit's configured rewards are TRL reward functions
+    dataset = Dataset.from_dict({"prompt": [p for b in batches for p in b]})
+    model_path = str(default_model_path())
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    tokenizer.padding_side = "left"
+    args = TRLConfig(
+        output_dir="/tmp/raftkit-bench-trl", report_to="none", save_strategy="no", logging_steps=1,
+        max_steps=len(batches), per_device_train_batch_size=PROMPTS_PER_STEP, gradient_accumulation_steps=K,
+        num_generations=K, max_completion_length=NEW_TOKENS, temperature=TEMPERATURE, beta=BETA,
+        learning_rate=LR, lr_scheduler_type="linear", loss_type="dapo", scale_rewards="group", epsilon=0.2,
+        bf16=True, use_cpu=not torch.cuda.is_available(), gradient_checkpointing=True, use_vllm=False,
+        shuffle_dataset=False, seed=0,
+        disable_tqdm=True, dataloader_num_workers=0,
+    )
+
+    times: list[float] = []
+
+    class StepTimer(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            times.append(time.perf_counter() - self.start)
+
+    trainer = GRPOTrainer(model=model_path, reward_funcs=reward_funcs, args=args, train_dataset=dataset,
+                          processing_class=tokenizer, callbacks=[StepTimer()])
+    trainer.train()
+    logs = [h for h in trainer.state.log_history if "reward" in h]
+    steps = []
+    for i, t in enumerate(times):
+        h = logs[i] if i < len(logs) else {}
+        steps.append({"total": t, "reward/emoji": h.get("rewards/emoji/mean", float("nan")),
+                      "reward/length": h.get("rewards/length/mean", float("nan")),
+                      "reward/total": h.get("reward", float("nan")), "kl": h.get("kl", float("nan"))})
+        print(f"trl step {i}: {t:.2f} s emoji {steps[-1]['reward/emoji']:.3f} "
+              f"length {steps[-1]['reward/length']:.3f}", flush=True)
+    return {"steps": steps, "peak_rss_gib": peak_rss_gib()}
+
+
+# --------------------------------------------------------------------------- report
+
+
+def report(results: dict[str, dict[str, Any]], warmup: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    medians = {}
+    for name, res in results.items():
+        timed = res["steps"][warmup:]
+        medians[name] = statistics.median(s["total"] for s in timed) if timed else float("nan")
+    table = Table(title=f"GRPO, {PROMPTS_PER_STEP} prompts x {K} x {NEW_TOKENS} tokens per optimiser step")
+    table.add_column("")
+    for name in results:
+        table.add_column(name, justify="right")
+    table.add_row("median s / step", *(f"{medians[n]:.2f}" for n in results))
+    table.add_row("peak RSS (GiB, process)", *(f"{results[n]['peak_rss_gib']:.1f}" for n in results))
+    for key in ("reward/emoji", "reward/length", "reward/total", "kl"):
+        table.add_row(f"{key} per step", *(" ".join(f"{s[key]:.3f}" for s in results[n]["steps"])
+                                           for n in results))
+    console.print(table)
+    if "raftkit" in results:
+        timed = results["raftkit"]["steps"][warmup:]
+        parts = ("sample", "score", "ref_logprobs", "forward", "backward", "optimizer", "sync")
+        console.print("raftkit, median seconds per step: " + ", ".join(
+            f"{p} {statistics.median(s[p] for s in timed):.2f}" for p in parts))
+    if len(medians) == 2:
+        ratio = medians["raftkit"] / medians["trl"]
+        console.print(f"raftkit / TRL time per step: [bold]{ratio:.2f}[/bold] (goal <= 0.5)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=4, help="timed optimiser steps per trainer")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed steps first")
+    ap.add_argument("--only", choices=["raftkit", "trl"], help="run one side only")
+    ap.add_argument("--sampler", choices=["vllm", "hf"], default="vllm", help="raftkit's sampler")
+    ap.add_argument("--micro-batch-size", type=int, default=32, help="raftkit's sequences per forward")
+    args = ap.parse_args()
+    batches = prompt_batches(args.warmup + args.steps)
+    results: dict[str, dict[str, Any]] = {}
+    if args.only in (None, "raftkit"):
+        results["raftkit"] = run_raftkit(batches, args.sampler, args.micro_batch_size)
+        gc.collect()
+    if args.only in (None, "trl"):
+        results["trl"] = run_trl(batches)
+    report(results, args.warmup)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""Config dataclasses: docstrings as help, generated options, files, precedence, and the round trip."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from raftkit.config import (
+    DEFAULT_FILTERS,
+    AlignConfig,
+    ConfigCommand,
+    ConfigError,
+    build,
+    check_keys,
+    cli_values,
+    field_docs,
+    fields_of,
+    load_file,
+    save_yaml,
+    to_dict,
+)
+from raftkit.raft import RaftConfig
+
+
+@dataclass
+class _Common:
+    steps: int = 3
+    """How many steps."""
+    names: list[str] = field(default_factory=list, metadata={"option": "name"})
+    """A name; repeat for several."""
+    fast: bool = False
+    """Go fast."""
+    mode: Literal["a", "b"] = "a"
+    """Which mode."""
+    out: str | None = None
+    """Where to write."""
+
+
+@dataclass
+class _Algo:
+    rate: float = 0.5
+    """The rate,
+    over two lines."""
+    steps: int = 99  # shared name: belongs to _Common, not repeated
+    """Ignored duplicate."""
+
+
+def test_field_docs_are_read_from_the_source():
+    docs = field_docs(_Common)
+    assert docs["steps"] == "How many steps."
+    assert docs["names"] == "A name; repeat for several."
+    assert field_docs(_Algo)["rate"] == "The rate, over two lines."
+    # every field of the real configs is documented
+    for cls in (AlignConfig, RaftConfig):
+        from dataclasses import fields
+
+        missing = [f.name for f in fields(cls) if not field_docs(cls).get(f.name)]
+        assert missing == [], f"{cls.__name__} fields without a docstring: {missing}"
+
+
+def test_shared_names_belong_to_the_first_class():
+    specs = fields_of(_Common, _Algo)
+    assert list(specs) == ["steps", "names", "fast", "mode", "out", "rate"]
+    assert specs["steps"].default == 3 and specs["steps"].owner is _Common
+    assert specs["steps"].other_defaults == (("_Algo", 99),)
+
+
+def _command():
+    @click.command(cls=ConfigCommand, classes=lambda: [_Common, _Algo])
+    @click.option("--config", "config_file")
+    @click.pass_context
+    def cmd(ctx, config_file, **_):
+        values = load_file(config_file) if config_file else {}
+        check_keys(values, ctx.command.config_fields(), "file")
+        values.update(cli_values(ctx, ctx.command.config_fields()))
+        c, a = build(_Common, values), build(_Algo, values)
+        click.echo(repr((c.steps, c.names, c.fast, c.mode, c.out, a.rate, a.steps)))
+
+    return cmd
+
+
+def test_generated_options_and_help():
+    runner = CliRunner()
+    result = runner.invoke(_command(), ["--help"])
+    assert result.exit_code == 0
+    for text in (
+        "--steps",
+        "How many steps.",
+        "--name",
+        "(repeatable)",
+        "--fast / --no-fast",
+        "[a|b]",
+        "--rate",
+        "The rate, over two lines.",
+        "[default: _common: 3, _algo: 99]",
+    ):
+        assert text in result.output, text
+    result = runner.invoke(
+        _command(), ["--steps", "5", "--name", "x", "--name", "y", "--fast", "--mode", "b", "--rate", "0.25"]
+    )
+    assert result.exit_code == 0, result.output
+    # steps given once sets both classes' field (one name, one meaning)
+    assert result.output.strip() == "(5, ['x', 'y'], True, 'b', None, 0.25, 5)"
+
+
+def test_defaults_then_file_then_flags(tmp_path):
+    runner = CliRunner()
+    assert runner.invoke(_command(), []).output.strip() == "(3, [], False, 'a', None, 0.5, 99)"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("steps: 7\nnames: [p, q]\nfast: true\nrate: 0.1\n")
+    assert (
+        runner.invoke(_command(), ["--config", str(cfg)]).output.strip()
+        == "(7, ['p', 'q'], True, 'a', None, 0.1, 7)"
+    )
+    out = runner.invoke(_command(), ["--config", str(cfg), "--steps", "8", "--no-fast", "--name", "z"]).output
+    assert out.strip() == "(8, ['z'], False, 'a', None, 0.1, 8)"
+
+
+def test_toml_and_errors(tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text('steps = 4\nnames = ["a"]\nmode = "b"\n')
+    assert load_file(toml) == {"steps": 4, "names": ["a"], "mode": "b"}
+    with pytest.raises(ConfigError, match="Did you mean 'steps'"):
+        check_keys({"step": 1}, fields_of(_Common), "c.yaml")
+    with pytest.raises(ConfigError, match="'steps': expected a whole number"):
+        build(_Common, {"steps": "many"}, "c.yaml")
+    with pytest.raises(ConfigError, match="not one of a, b"):
+        build(_Common, {"mode": "c"})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: [1,\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_file(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_file(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="--k must be at least 1"):
+        AlignConfig(k=0)
+    assert build(_Common, {"out": "none"}).out is None
+    # rewards in a file may be mappings as well as NAME:k=v*W strings
+    cfg = build(
+        AlignConfig, {"rewards": ["emoji", {"name": "length", "params": {"target": 20}, "weight": 2}]}
+    )
+    assert cfg.rewards[1]["params"] == {"target": 20}
+    with pytest.raises(ConfigError, match="rewards"):
+        build(AlignConfig, {"rewards": [["emoji"]]})
+
+
+def test_round_trip_through_yaml_and_toml(tmp_path):
+    align = AlignConfig(
+        rewards=["emoji", "length:target=30*2"],
+        iterations=3,
+        lr=2e-5,
+        output=None,
+        gradient_checkpointing=True,
+    )
+    raft = RaftConfig(ranking="top", explore_hint=" Use emojis.", explore_share=0.25)
+    flat = to_dict(align, raft)
+    path = tmp_path / "config.yaml"
+    save_yaml(path, flat)
+    again = load_file(path)
+    check_keys(again, fields_of(AlignConfig, RaftConfig), str(path))
+    assert build(AlignConfig, again) == align
+    assert build(RaftConfig, again) == raft
+    assert again["filters"] == list(DEFAULT_FILTERS)
+
+
+def test_align_help_lists_every_field():
+    from raftkit.cli import main
+
+    result = CliRunner().invoke(main, ["align", "--help"])
+    assert result.exit_code == 0
+    for spec in fields_of(AlignConfig, RaftConfig).values():
+        assert f"--{spec.option.replace('_', '-')}" in result.output
+    assert "--no-filters" in result.output and "--resume" in result.output
+
+
+def test_align_reports_config_errors_without_a_traceback(tmp_path):
+    from raftkit.cli import main
+
+    bad = tmp_path / "c.yaml"
+    bad.write_text("iteratons: 3\n")
+    result = CliRunner().invoke(main, ["align", "--reward", "emoji", "--config", str(bad)])
+    assert result.exit_code == 1 and "unknown option 'iteratons'" in result.output
+    assert "Did you mean 'iterations'" in result.output
+    result = CliRunner().invoke(main, ["align", "--reward", "emoji", "--explore-share", "3"])
+    assert result.exit_code == 1 and "explore-share must be between 0 and 1" in result.output
+    result = CliRunner().invoke(main, ["align", "--no-filters", "--filter", "stray_hash"])
+    assert result.exit_code == 2 and "contradict" in result.output

@@ -1,0 +1,343 @@
+"""GRPO's math against hand-computed numbers, and its training step on a tiny model built here."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from raftkit.grpo import GRPO, GRPOConfig, _completion_hidden, _micro_batch, _parts
+from raftkit.grpo_loss import (
+    AGGREGATIONS,
+    BatchSize,
+    clipped_surrogate,
+    constant_groups,
+    group_advantages,
+    k3_kl,
+    token_entropy,
+    token_logprobs,
+)
+from raftkit.rewards import Scores
+from raftkit.rollouts import Batch, Rollout
+from raftkit.sampler import SamplingParams
+
+NAN = float("nan")
+
+
+def _close(actual: torch.Tensor, expected, atol=1e-7):
+    expected = torch.tensor(expected, dtype=torch.float64)
+    torch.testing.assert_close(actual.double(), expected, atol=atol, rtol=0)
+
+# --------------------------------------------------------------------------- advantages
+
+
+def test_group_scaling_by_hand():
+    # Group 0: mean 2, deviations (-1, 0, 1), unbiased var (1 + 0 + 1) / (3 - 1) = 1, std 1
+    #   -> A = (-1, 0, 1) / (1 + 1e-4).  Group 1: all 5 -> constant -> exactly 0.
+    adv = group_advantages(torch.tensor([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]]), "group")
+    d = 1 / (1 + 1e-4)
+    _close(adv, [[-d, 0.0, d], [0.0, 0.0, 0.0]])
+
+
+def test_batch_scaling_by_hand():
+    # All six rewards (1, 2, 3, 5, 5, 5): mean 3.5, squared deviations 6.25 + 2.25 + 0.25 + 3 x 2.25 = 15.5,
+    # unbiased var 15.5 / 5 = 3.1. The baseline is still each group's mean:
+    # group 0 -> (-1, 0, 1) / (√3.1 + 1e-4).
+    adv = group_advantages(torch.tensor([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]]), "batch")
+    d = 1 / (math.sqrt(3.1) + 1e-4)  # = 0.56791...
+    _close(adv, [[-d, 0.0, d], [0.0, 0.0, 0.0]])
+
+
+def test_no_scaling_is_plain_deviation():
+    # Dr. GRPO: r - mean only. Group 0: mean 1 -> (-1, 1); group 1: mean 0.5 -> (0.5, -0.5).
+    adv = group_advantages(torch.tensor([[0.0, 2.0], [1.0, 0.0]]), "none")
+    _close(adv, [[-1.0, 1.0], [0.5, -0.5]])
+
+
+def test_nan_rewards_are_left_out_of_the_group():
+    # Group 0 (1, dropped, 3): mean 2, unbiased var ((-1)² + 1²) / (2 - 1) = 2 -> A = ±1 / (√2 + 1e-4),
+    # and 0 for the dropped one.
+    # Group 1 has one valid reward: no baseline, so it counts as constant and gets 0.
+    rewards = torch.tensor([[1.0, NAN, 3.0], [4.0, NAN, NAN]])
+    adv = group_advantages(rewards, "group")
+    d = 1 / (math.sqrt(2) + 1e-4)
+    _close(adv, [[-d, 0.0, d], [0.0, 0.0, 0.0]])
+    assert constant_groups(rewards).tolist() == [False, True]
+
+
+def test_constant_groups_counts_all_equal_groups():
+    # 0.1 + 0.2 != 0.3 in floats: still a constant group
+    rewards = torch.tensor([[0.0, 0.0], [0.3, 0.3], [0.0, 1.0], [0.1 + 0.2, 0.3]])
+    assert constant_groups(rewards).tolist() == [True, True, False, True]
+    assert group_advantages(rewards, "none")[3].tolist() == [0.0, 0.0]
+
+
+def test_unknown_scale_is_an_error():
+    with pytest.raises(ValueError, match="scale_rewards"):
+        group_advantages(torch.zeros(1, 2), "std")
+
+
+# --------------------------------------------------------------------------- KL, surrogate
+
+
+def test_k3_kl_by_hand():
+    # d = ref - logp.  logp = ln .5, ref = ln .25: d = -ln 2, exp(d) = .5 -> .5 + ln 2 - 1 = 0.193147
+    # logp = ln .25, ref = ln .5: d = ln 2, exp(d) = 2 -> 2 - ln 2 - 1 = 0.306853;  equal -> 0
+    logp = torch.log(torch.tensor([0.5, 0.25, 0.3]))
+    ref = torch.log(torch.tensor([0.25, 0.5, 0.3]))
+    assert k3_kl(logp, ref).tolist() == pytest.approx([0.5 + math.log(2) - 1, 1 - math.log(2), 0.0], abs=1e-6)
+
+
+def _surrogate(ratios, advantages, eps=0.2, eps_high=None):
+    logp = torch.log(torch.tensor(ratios)).requires_grad_()
+    sur = clipped_surrogate(logp, torch.zeros_like(logp), torch.tensor(advantages), eps, eps_high)
+    sur.loss.sum().backward()
+    return sur, logp.grad[0].tolist()
+
+
+def test_clipping_on_both_sides():
+    # eps 0.2, band [0.8, 1.2]; loss = -min(r·A, clip(r)·A):
+    #   r 1.5, A +1: min(1.5, 1.2) = 1.2 -> -1.2, clipped high, no gradient
+    #   r 1.5, A -1: min(-1.5, -1.2) = -1.5 -> 1.5, not clipped, d/dlogp = -A·r = 1.5
+    #   r 0.5, A -1: min(-0.5, -0.8) = -0.8 -> 0.8, clipped low, no gradient
+    #   r 0.5, A +1: min(0.5, 0.8) = 0.5 -> -0.5, not clipped, d/dlogp = -A·r = -0.5
+    #   r 1.0, A +2: -2, d/dlogp = -2
+    sur, grad = _surrogate([[1.5, 1.5, 0.5, 0.5, 1.0]], [[1.0, -1.0, -1.0, 1.0, 2.0]])
+    assert sur.loss[0].tolist() == pytest.approx([-1.2, 1.5, 0.8, -0.5, -2.0], abs=1e-6)
+    assert sur.high_clipped[0].tolist() == [True, False, False, False, False]
+    assert sur.low_clipped[0].tolist() == [False, False, True, False, False]
+    assert grad == pytest.approx([0.0, 1.5, 0.0, -0.5, -2.0], abs=1e-6)
+
+
+def test_clip_higher_widens_only_the_upper_side():
+    # r 1.25, A +1: symmetric eps .2 clips at 1.2 (-1.2); eps_high .28 lets 1.25 through (-1.25).
+    # r 0.75, A -1: the low side stays at 0.8 either way -> -min(-0.75, -0.8) = 0.8, clipped low.
+    sym, _ = _surrogate([[1.25, 0.75]], [[1.0, -1.0]])
+    asym, _ = _surrogate([[1.25, 0.75]], [[1.0, -1.0]], eps_high=0.28)
+    assert sym.loss[0].tolist() == pytest.approx([-1.2, 0.8], abs=1e-6)
+    assert asym.loss[0].tolist() == pytest.approx([-1.25, 0.8], abs=1e-6)
+    assert sym.high_clipped[0, 0] and not asym.high_clipped[0, 0]
+    assert asym.low_clipped[0, 1]
+
+
+def test_per_sequence_advantages_broadcast_over_tokens():
+    logp = torch.zeros(2, 3)
+    sur = clipped_surrogate(logp, logp, torch.tensor([1.0, -2.0]), 0.2)
+    assert sur.loss.tolist() == [[-1.0] * 3, [2.0] * 3]
+
+
+# --------------------------------------------------------------------------- aggregation and masks
+
+# Two sequences of 3 and 1 tokens; the 9s sit on padding and must never count.
+PER_TOKEN = torch.tensor([[1.0, 2.0, 3.0], [4.0, 9.0, 9.0]])
+MASK = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+
+
+@pytest.mark.parametrize(("loss_type", "expected"), [
+    ("grpo", 3.0),  # per-sequence means (1+2+3)/3 = 2 and 4/1 = 4, then their mean: 3
+    ("dr_grpo", 1.25),  # (1+2+3+4) / (2 sequences x max_completion_length 4) = 10 / 8
+    ("dapo", 2.5),  # (1+2+3+4) / 4 unmasked tokens
+])
+def test_loss_types_by_hand(loss_type, expected):
+    batch = BatchSize(sequences=2, tokens=4, max_completion_length=4)
+    assert float(AGGREGATIONS[loss_type](PER_TOKEN, MASK, batch)) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(("loss_type", "expected"), [
+    ("grpo", 2.0),  # (2 + 4 + 0) / 3: a masked (truncated or dropped) sequence still counts, as in TRL
+    ("dr_grpo", 10 / 12),  # 10 / (3 x 4)
+    ("dapo", 2.5),  # its tokens are not counted: 10 / 4
+])
+def test_fully_masked_sequence(loss_type, expected):
+    per_token = torch.cat([PER_TOKEN, torch.full((1, 3), 7.0)])
+    mask = torch.cat([MASK, torch.zeros(1, 3)])
+    batch = BatchSize(sequences=3, tokens=4, max_completion_length=4)
+    assert float(AGGREGATIONS[loss_type](per_token, mask, batch)) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("loss_type", sorted(AGGREGATIONS))
+def test_micro_batches_sum_to_the_batch_loss(loss_type):
+    batch = BatchSize(sequences=2, tokens=4, max_completion_length=4)
+    whole = AGGREGATIONS[loss_type](PER_TOKEN, MASK, batch)
+    parts = sum(AGGREGATIONS[loss_type](PER_TOKEN[i : i + 1], MASK[i : i + 1], batch) for i in range(2))
+    assert float(parts) == pytest.approx(float(whole))
+
+
+def test_token_logprobs_and_entropy_by_hand():
+    # logits (ln 1, ln 2, ln 1): softmax (.25, .5, .25). At T = 2 the logits halve: exp -> (1, √2, 1),
+    # so p(token 1) = √2 / (2 + √2) = 0.414214.
+    logits = torch.log(torch.tensor([[1.0, 2.0, 1.0]]))
+    assert token_logprobs(logits, torch.tensor([1])).item() == pytest.approx(math.log(0.5), abs=1e-6)
+    assert token_logprobs(logits, torch.tensor([1]), temperature=2.0).item() == pytest.approx(
+        math.log(math.sqrt(2) / (2 + math.sqrt(2))), abs=1e-6)
+    # Entropy of (.25, .5, .25): -(2 x .25 ln .25 + .5 ln .5) = 1.5 ln 2
+    assert token_entropy(logits).item() == pytest.approx(1.5 * math.log(2), abs=1e-6)
+
+
+# --------------------------------------------------------------------------- the step on a tiny model
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from raftkit.models import default_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(default_model_path())
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                         tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id or 2)
+    path = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def _policy(path):
+    from raftkit.policy import Policy
+
+    return Policy(path, bf16=False, device="cpu")
+
+
+PROMPT = [1, 105, 106, 107]
+
+
+def _group(completions, rewards, dropped=None, truncated=None):
+    n = len(completions)
+    truncated = truncated or [False] * n
+    rollouts = [Rollout(prompt_index=0, prompt="p", completion="c", completion_ids=list(c),
+                        logprobs=[0.0] * len(c), prompt_ids=list(PROMPT), truncated=truncated[i])
+                for i, c in enumerate(completions)]
+    scores = Scores(rewards={"r": list(rewards)}, weights={"r": 1.0}, hits={}, total=list(rewards),
+                    dropped=list(dropped or [False] * n))
+    return rollouts, scores
+
+
+def _seq_logprob(policy, prompt, completion):
+    ids = torch.tensor([prompt + completion])
+    with torch.no_grad():
+        logp = torch.log_softmax(policy.model(ids).logits[0].float(), -1)
+    return sum(float(logp[len(prompt) - 1 + t, tok]) for t, tok in enumerate(completion))
+
+
+def _grpo(policy, k, lr=1e-3, **cfg):
+    return GRPO(policy, GRPOConfig(**cfg), lr=lr, total_steps=10, k=k,
+                sampling=SamplingParams(temperature=1.0, max_new_tokens=4))
+
+
+def _update(policy, rollouts, scores, lr=1e-3, **cfg):
+    return _grpo(policy, k=len(rollouts), lr=lr, **cfg).update(Batch(["p"]), rollouts, scores, 0)
+
+
+def test_one_step_raises_the_best_completion(tiny_model_dir):
+    policy = _policy(tiny_model_dir)
+    completions = [[300, 301, 302], [400, 401], [500, 501, 502], [600]]
+    rollouts, scores = _group(completions, [5.0, 1.0, 1.0, 0.0])
+    before = [_seq_logprob(policy, PROMPT, c) for c in completions]
+    algo = _grpo(policy, k=4, beta=0.0)
+    result = algo.update(Batch(["p"]), rollouts, scores, 0)
+    after = [_seq_logprob(policy, PROMPT, c) for c in completions]
+    assert after[0] > before[0] + 1e-3  # the clearly best completion became more likely
+    assert after[3] < before[3] - 1e-3  # the worst one less likely
+    assert result.per_sample[0]["advantage"] > 0 > result.per_sample[3]["advantage"]
+    assert algo.reference is None  # beta = 0: no reference model is loaded at all
+
+
+def test_loss_value_at_ratio_one(tiny_model_dir):
+    # μ = 1 and beta = 0: the ratio is exactly 1, so the per-token loss is -A and the loss is model-free.
+    # Rewards (1, 0): mean .5, unbiased std √.5 -> A = ±.5 / (√.5 + 1e-4) = ±0.707007.
+    # dapo: -(A·3 - A·1) / 4 tokens = -A/2;  grpo: -(A - A) / 2 = 0;  dr_grpo: -(3A - A) / (2 x 4) = -A/4.
+    a = 0.5 / (math.sqrt(0.5) + 1e-4)
+    policy = _policy(tiny_model_dir)
+    for loss_type, expected in (("dapo", -a / 2), ("grpo", 0.0), ("dr_grpo", -a / 4)):
+        rollouts, scores = _group([[300, 301, 302], [400]], [1.0, 0.0])
+        result = _update(policy, rollouts, scores, lr=0.0, beta=0.0, loss_type=loss_type)
+        assert result.metrics["loss"] == pytest.approx(expected, abs=1e-5), loss_type
+        assert result.metrics["clip_frac_low"] == result.metrics["clip_frac_high"] == 0.0
+
+
+def test_truncated_and_dropped_samples_are_masked(tiny_model_dir):
+    policy = _policy(tiny_model_dir)
+    a = 0.5 / (math.sqrt(0.5) + 1e-4)
+    # mask_truncated: the 3-token completion was cut by max_new_tokens and leaves the loss; the dapo
+    # normaliser counts only the 1 remaining token: loss = -(-A·1) / 1 = A.
+    rollouts, scores = _group([[300, 301, 302], [400]], [1.0, 0.0], truncated=[True, False])
+    result = _update(policy, rollouts, scores, lr=0.0, beta=0.0, mask_truncated=True)
+    assert result.metrics["loss"] == pytest.approx(a, abs=1e-5)
+    assert result.metrics["loss_tokens"] == 1
+    # A dropped sample gets advantage 0 and is out of the group: the other two (1, 0) form the baseline.
+    rollouts, scores = _group([[300, 301], [400], [500]], [9.0, 1.0, 0.0], dropped=[True, False, False])
+    result = _update(policy, rollouts, scores, lr=0.0, beta=0.0)
+    assert [s["advantage"] for s in result.per_sample] == pytest.approx([0.0, a, -a], abs=1e-5)
+    assert result.metrics["trained_sequences"] == 2  # the dropped one never went through the model
+    # -(A·1 - A·1) / 2 tokens = 0
+    assert result.metrics["loss"] == pytest.approx(0.0, abs=1e-6)
+
+
+def _alone(policy, prompt, completion):
+    """Log-probs of the completion tokens with the sequence alone in a plain forward."""
+    logits = policy.model(torch.tensor([prompt + completion])).logits[0, len(prompt) - 1 : -1].float()
+    return torch.log_softmax(logits, -1).gather(-1, torch.tensor(completion).unsqueeze(-1)).squeeze(-1)
+
+
+@pytest.mark.parametrize("share_prompts", [True, False])
+def test_batched_log_probs_match_each_sequence_alone(tiny_model_dir, share_prompts):
+    # Two prompts of different lengths, completions of different lengths, in one micro-batch: the shared
+    # prompt cache and the padding of both prompts and completions must leave every log-prob as it is alone.
+    policy = _policy(tiny_model_dir)
+    short_prompt = [1, 105]
+    pairs = [(PROMPT, [300, 301, 302, 303]), (PROMPT, [400]),
+             (short_prompt, [500, 501]), (short_prompt, [600])]
+    rollouts = [Rollout(0, "p", "c", c, [0.0] * len(c), prompt_ids=list(p)) for p, c in pairs]
+    mb = _micro_batch(rollouts, [0, 1, 2, 3], torch.zeros(4), 0, policy.device)
+    assert mb.prompts.shape[0] == 2  # each distinct prompt once
+    backbone, head, _ = _parts(policy.model)
+    with torch.no_grad():
+        hidden = _completion_hidden(backbone, mb, share_prompts=share_prompts)
+        rows, ts = mb.tokens
+        flat = token_logprobs(head(hidden[rows, ts]), mb.completions[rows, ts])
+        logp = torch.zeros(mb.mask.shape).index_put((rows, ts), flat)
+        for i, (prompt, completion) in enumerate(pairs):
+            n = len(completion)
+            _close(logp[i, :n], _alone(policy, prompt, completion).tolist(), atol=1e-5)
+            assert logp[i, n:].abs().sum() == 0  # padding positions hold zeros
+        # the algorithm's own path gives the same numbers
+        _close(_grpo(policy, k=2)._logprobs(policy.model, mb)[0], logp.tolist(), atol=1e-6)
+
+
+def test_first_step_has_zero_kl_and_one_forward_per_micro_batch(tiny_model_dir):
+    policy = _policy(tiny_model_dir)
+    calls = []
+    hook = policy.model.lm_head.register_forward_hook(lambda *a: calls.append(1))  # one per pass
+    try:
+        rollouts, scores = _group([[300, 301], [400], [500, 501, 502], [600]], [1.0, 0.0, 2.0, 0.5])
+        algo = _grpo(policy, k=4, beta=0.04, micro_batch_size=2)
+        result = algo.update(Batch(["p"]), rollouts, scores, 0)
+    finally:
+        hook.remove()
+    assert algo.reference is not None
+    assert result.metrics["kl"] == pytest.approx(0.0, abs=1e-7)  # the policy starts as the reference
+    assert len(calls) == 2  # μ = 1: two micro-batches, one policy forward each, no old-log-prob pass
+
+
+def test_several_iterations_reuse_old_logprobs(tiny_model_dir):
+    # μ = 3 at a large lr: later steps see ratios away from 1 and the clip starts to act.
+    policy = _policy(tiny_model_dir)
+    calls = []
+    hook = policy.model.lm_head.register_forward_hook(lambda *a: calls.append(1))  # one per pass
+    try:
+        rollouts, scores = _group([[300, 301, 302], [400, 401], [500, 501, 502], [600]], [5.0, 1.0, 1.0, 0.0])
+        result = _update(policy, rollouts, scores, lr=3e-2, beta=0.0, num_iterations=3)
+    finally:
+        hook.remove()
+    assert len(calls) == 3  # one forward per step, none extra for the old log-probs
+    assert result.metrics["clip_frac_low"] + result.metrics["clip_frac_high"] > 0
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="loss_type"):
+        GRPOConfig(loss_type="bnpo")
+    with pytest.raises(ValueError, match="num_iterations"):
+        GRPOConfig(num_iterations=0)

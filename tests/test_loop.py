@@ -1,0 +1,171 @@
+"""The loop's building blocks: per-iteration metrics, rollout records, checkpoints (incl. a killed swap)."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+import torch
+
+from raftkit import loop
+from raftkit.metrics import iteration_metrics, mean_std, rollout_records, summary_line
+from raftkit.raft import RAFT, RaftConfig
+from raftkit.rewards import Scores
+from raftkit.rollouts import Batch, Rollout
+
+
+def _rollouts():
+    # 2 prompts x 2 samples; the second sample of each prompt came from the hinted proposal
+    return [
+        Rollout(0, "q0", "a b c", [1, 2, 3], [0.0] * 3),
+        Rollout(0, "q0", "a b", [1, 2], [0.0] * 2, hinted=True, sample_prompt="q0 Use emojis."),
+        Rollout(1, "q1", "x y z w", [4, 5, 6, 7], [0.0] * 4, finish_reason="length", truncated=True),
+        Rollout(1, "q1", "x", [4], [0.0], hinted=True, sample_prompt="q1 Use emojis."),
+    ]
+
+
+def _scores():
+    return Scores(
+        rewards={"a": [1.0, None, 3.0, 0.0], "b": [0.5, 0.5, 0.5, 0.5]},
+        weights={"a": 1.0, "b": 1.0},
+        hits={"f": [0, 2, 0, 0]},
+        total=[1.5, -1.0, 3.5, 0.5],
+        dropped=[False, False, False, True],
+    )
+
+
+def test_iteration_metrics_on_hand_made_scores():
+    m = iteration_metrics(_rollouts(), _scores(), selected=[True, False, True, False])
+    assert m["n_samples"] == 4 and m["n_prompts"] == 2
+    # reward a: None is left out -> mean of 1, 3, 0
+    assert m["reward/a/mean"] == pytest.approx(4 / 3)
+    assert m["reward/a/std"] == pytest.approx(
+        math.sqrt(((1 - 4 / 3) ** 2 + (3 - 4 / 3) ** 2 + (4 / 3) ** 2) / 3)
+    )
+    assert m["reward/a/selected_mean"] == pytest.approx(2.0)  # samples 0 and 2
+    assert m["reward/a/policy_mean"] == pytest.approx(2.0)  # the unhinted samples 0 and 2
+    assert m["reward/total/mean"] == pytest.approx((1.5 - 1.0 + 3.5 + 0.5) / 4)
+    assert m["reward/total/selected_mean"] == pytest.approx(2.5)
+    assert m["length/chars_mean"] == pytest.approx((5 + 3 + 7 + 1) / 4)
+    assert m["length/tokens_mean"] == pytest.approx(2.5)
+    assert m["length/selected_chars_mean"] == pytest.approx(6.0)
+    assert m["filter/f/rate"] == 0.25 and m["filter/f/selected_rate"] == 0.0 and m["filter/any/rate"] == 0.25
+    assert m["dropped/rate"] == 0.25 and m["truncated/rate"] == 0.25 and m["hinted/share"] == 0.5
+    # distinct-2 over all completions: bigrams (a b)(b c)(a b)(x y)(y z)(z w) -> 5 unique of 6
+    assert m["distinct_2"] == pytest.approx(5 / 6)
+    line = summary_line(3, 10, {**m, "loss": 1.25, "time/iteration": 12.0}, ["a", "b"])
+    assert line.startswith("it 3/10 | a 2.000 (sel 2.000)") and "loss 1.250" in line and "f 25%" in line
+
+
+def test_metrics_without_selection_or_hints():
+    rollouts = [Rollout(0, "q", "hello there", [1], [0.0])]
+    scores = Scores({"a": [None]}, {"a": 1.0}, {}, [0.0], [False])
+    m = iteration_metrics(rollouts, scores)
+    assert math.isnan(m["reward/a/mean"])
+    assert "reward/a/selected_mean" not in m and "reward/a/policy_mean" not in m
+    assert mean_std([2.0, 4.0]) == (3.0, 1.0)
+
+
+def test_rollout_records():
+    batch = Batch(["q0", "q1"], {"lang": ["en", "ja"]}, indices=[17, 4])
+    per_sample = [{"selected": i == 2} for i in range(4)]
+    recs = rollout_records(5, batch, _rollouts(), _scores(), per_sample)
+    assert [(r["prompt_index"], r["row"], r["sample"]) for r in recs] == [
+        (0, 17, 0),
+        (0, 17, 1),
+        (1, 4, 0),
+        (1, 4, 1),
+    ]
+    r = recs[2]
+    assert r["iteration"] == 5 and r["completion"] == "x y z w" and r["selected"] is True
+    assert r["rewards"] == {"a": 3.0, "b": 0.5} and r["hits"] == {"f": 0} and r["total"] == 3.5
+    assert r["truncated"] is True and r["finish_reason"] == "length" and r["n_tokens"] == 4
+    assert (
+        recs[1]["hinted"] is True
+        and recs[1]["sample_prompt"] == "q0 Use emojis."
+        and recs[1]["prompt"] == "q0"
+    )
+    assert recs[3]["dropped"] is True
+    json.dumps(recs)  # plain JSON
+    unscored = rollout_records(5, batch, _rollouts(), None)
+    assert "total" not in unscored[0] and unscored[0]["completion"] == "a b c"
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+@pytest.fixture(scope="module")
+def tiny_policy(tmp_path_factory):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from raftkit.models import default_model_path
+    from raftkit.policy import Policy
+
+    path = tmp_path_factory.mktemp("tiny")
+    tok = AutoTokenizer.from_pretrained(default_model_path())
+    torch.manual_seed(0)
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+        )
+    ).save_pretrained(path)
+    tok.save_pretrained(path)
+    return Policy(str(path), bf16=False)
+
+
+def test_checkpoint_round_trip_and_a_killed_swap(tiny_policy, tmp_path):
+    algo = RAFT(tiny_policy, RaftConfig(), lr=1e-3, total_steps=3, k=2, sampling=None)
+    weight = next(tiny_policy.model.parameters())
+    original = weight.detach().clone()
+
+    random.seed(1)
+    loop.save_checkpoint(tmp_path, tiny_policy, algo, 1)
+    expected_draw = random.random()  # what the run would draw next, had it not been stopped
+    with torch.no_grad():
+        weight.add_(1.0)
+    random.seed(99)
+    path, marker = loop.find_checkpoint(tmp_path)
+    assert loop.load_checkpoint(path, marker, tiny_policy, algo) == 1
+    assert torch.equal(weight, original)
+    assert random.random() == expected_draw
+    with pytest.raises(loop.RunError, match="from raft, not grpo"):
+        loop.load_checkpoint(path, marker, tiny_policy, type("Other", (), {"name": "grpo"})())
+
+    loop.save_checkpoint(tmp_path, tiny_policy, algo, 2)
+    assert not (tmp_path / "checkpoint.tmp").exists() and not (tmp_path / "checkpoint.old").exists()
+    assert json.loads((tmp_path / "checkpoint" / "state.json").read_text())["iteration"] == 2
+    # A kill inside the swap (after checkpoint -> checkpoint.old, before checkpoint.tmp -> checkpoint):
+    # the complete newer folder is still the one found.
+    (tmp_path / "checkpoint").rename(tmp_path / "checkpoint.tmp")
+    path, marker = loop.find_checkpoint(tmp_path)
+    assert path.name == "checkpoint.tmp" and marker["iteration"] == 2
+    # A half-written folder (no state.json yet) never counts.
+    (path / "state.json").unlink()
+    assert loop.find_checkpoint(tmp_path) is None
+
+
+def test_keep_copy_links_the_checkpoint(tiny_policy, tmp_path):
+    algo = RAFT(tiny_policy, RaftConfig(), lr=1e-3, total_steps=3, k=2, sampling=None)
+    loop.save_checkpoint(tmp_path, tiny_policy, algo, 4)
+    loop.keep_copy(tmp_path, 4)
+    kept = tmp_path / "checkpoints" / "iter-000004"
+    assert json.loads((kept / "state.json").read_text())["iteration"] == 4
+    loop.save_checkpoint(tmp_path, tiny_policy, algo, 5)  # replacing the latest leaves the copy intact
+    assert (kept / "policy.pt").is_file() and json.loads((kept / "state.json").read_text())["iteration"] == 4
+
+
+def test_default_run_dir_and_latest_link(tmp_path):
+    a = loop.default_run_dir("raft", tmp_path)
+    a.mkdir()
+    b = loop.default_run_dir("raft", tmp_path)
+    assert a != b and a.name.endswith("-raft")
+    loop.link_latest(a)
+    loop.link_latest(a)  # replacing an existing link works
+    assert (tmp_path / "latest").resolve() == a.resolve()
