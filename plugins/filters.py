@@ -102,17 +102,21 @@ def emoticon_flood(completions: list[Any], *, threshold: int = 2, **kwargs: Any)
 # --------------------------------------------------------------------------- repetition loops
 
 _SEPARATORS = r"[\s、,，。.!！?？…・;；:：\-—]*"
+# A letter, or any non-ASCII character that is neither a word character nor a space nor CJK/fullwidth
+# punctuation: that admits emojis and other pictographs, and keeps out digits and ASCII punctuation.
+_PHRASE_START = r"(?:[^\W\d_]|[^\x00-\x7f\w\s、，。．・…！？；：　])"
 _MAX_PHRASE = 50  # characters; longer repeats are caught line by line
 _MIN_REPEATS = 3  # back-to-back copies that make a loop, unless a run sets `min_repeats`
 
 
 @lru_cache(maxsize=16)
 def _loop_pattern(min_repeats: int) -> re.Pattern[str]:
-    # A phrase that starts with a letter (not "000,000,000", not "......"), of 2-50 characters, then
-    # the very same phrase again min_repeats-1 times, separated only by spaces/punctuation. The phrase
-    # length is bounded, so the search is linear in the text length (times the bound).
+    # A phrase that starts with a letter or a symbol such as an emoji (not "000,000,000", not
+    # "......"), of 2-50 characters, then the very same phrase again min_repeats-1 times, separated only
+    # by spaces/punctuation. Emoji loops ("👏👍👏👍👏👍") are what an emoji reward collapses into, so
+    # they must count. The phrase length is bounded, so the search is linear in the text length.
     return re.compile(
-        rf"([^\W\d_].{{1,{_MAX_PHRASE - 1}}}?)(?:{_SEPARATORS}\1){{{min_repeats - 1},}}", re.S | re.I)
+        rf"({_PHRASE_START}.{{1,{_MAX_PHRASE - 1}}}?)(?:{_SEPARATORS}\1){{{min_repeats - 1},}}", re.S | re.I)
 
 
 def repetition_loops(text: str, min_repeats: int = _MIN_REPEATS) -> list[str]:

@@ -102,6 +102,15 @@ def test_repetition_loop_seed_cases():
     assert repetition_loop([chat("ok ok ok")]) == [1]
 
 
+def test_repetition_loop_catches_emoji_loops():
+    # What a 135M model trained on an emoji reward collapsed into (a real RAFT run's held-out output).
+    collapsed = ["👏👍👏👍👏👍👏👍👏👍👏👍👏", "🎉🎉🎉🎉🎉🎉", "Sure 😊🙏 😊🙏 😊🙏 😊🙏"]
+    assert repetition_loop(collapsed) == [1, 1, 1]
+    # A few emojis in an answer, or a repeat short of the threshold, are not loops.
+    fine = ["Tofu is made from soybeans 🌱😊", "Great job 👍👍👍", "👏👍 nice 👏👍"]
+    assert repetition_loop(fine) == [0, 0, 0]
+
+
 def test_repetition_loop_threshold_and_guards():
     assert repetition_loop(["I think I think"], min_repeats=3) == [0]
     assert repetition_loop(["I think I think"], min_repeats=2) == [1]
