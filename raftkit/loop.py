@@ -244,9 +244,9 @@ def run(
     prompts = load_prompts(
         None if cfg.dataset in ("", "bundled") else cfg.dataset, prompt_column=cfg.prompt_column
     )
-    train_set, heldout = (
-        prompts.split_heldout(cfg.heldout, seed=cfg.seed) if cfg.heldout > 0 else (prompts, None)
-    )
+    # Always split: with --heldout 0 the bundled set's marked held-out rows must still stay out of training.
+    train_set, heldout = prompts.split_heldout(cfg.heldout, seed=cfg.seed)
+    heldout = heldout if len(heldout) else None
     if len(train_set) == 0:
         raise RunError(f"no training prompts left in {prompts.source} after holding out {cfg.heldout}", root)
 
@@ -351,12 +351,7 @@ def run(
             )
             metrics["time/iteration"] = time.perf_counter() - t0
             metrics = _json_safe(metrics)
-            # metrics.json before the checkpoint: a kill between checkpoint and metrics line must not lose
-            # the metrics of an iteration the checkpoint already contains (resume rebuilds the line from it).
-            rundir.atomic_write_text(
-                rundir.iteration_dir(root, iteration) / "metrics.json",
-                json.dumps({"iteration": iteration, "time": time.time(), **metrics}),
-            )
+            writer.write_metrics(iteration, metrics)  # before the checkpoint that covers this iteration
             if iteration % cfg.save_every == 0 or iteration == cfg.iterations:
                 t5 = time.perf_counter()
                 save_checkpoint(root, policy, algorithm, iteration)

@@ -172,12 +172,18 @@ class RunWriter:
             write_jsonl(d / "selected.jsonl", selected)
         return d
 
-    def commit_iteration(self, iteration: int, metrics: dict[str, Any]) -> None:
-        """Mark an iteration complete: its metrics file, then its line in metrics.jsonl."""
+    def write_metrics(self, iteration: int, metrics: dict[str, Any]) -> dict[str, Any]:
+        """Write an iteration's metrics.json. Done before its checkpoint, so that a kill between the
+        checkpoint and the metrics line loses nothing: resume rebuilds metrics.jsonl from these files."""
         record = {"iteration": iteration, "time": time.time(), **metrics}
         d = iteration_dir(self.root, iteration)
         d.mkdir(parents=True, exist_ok=True)
         atomic_write_text(d / "metrics.json", json.dumps(record, ensure_ascii=False))
+        return record
+
+    def commit_iteration(self, iteration: int, metrics: dict[str, Any]) -> None:
+        """Mark an iteration complete: its (final) metrics file, then its line in metrics.jsonl."""
+        record = self.write_metrics(iteration, metrics)
         with open(self.root / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
             f.flush()
