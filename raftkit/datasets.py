@@ -41,8 +41,11 @@ class PromptSet:
     prompts: list[Prompt]
     columns: dict[str, list[Any]] = field(default_factory=dict)
     source: str = "memory"  # where it came from, for logs
+    rows: list[int] = field(default_factory=list)  # each prompt's row number in the source dataset
 
     def __post_init__(self) -> None:
+        if not self.rows:
+            self.rows = list(range(len(self.prompts)))
         for name, values in self.columns.items():
             if len(values) != len(self.prompts):
                 raise DatasetError(f"{self.source}: column '{name}' has {len(values)} values "
@@ -61,12 +64,13 @@ class PromptSet:
         """The rows at ``indices`` (in that order), columns kept aligned."""
         idx = list(indices)
         return PromptSet([self.prompts[i] for i in idx],
-                         {k: [v[i] for i in idx] for k, v in self.columns.items()}, self.source)
+                         {k: [v[i] for i in idx] for k, v in self.columns.items()}, self.source,
+                         [self.rows[i] for i in idx])
 
     def batch(self, indices: Sequence[int]) -> Batch:
-        """A sampler batch of the rows at ``indices``; ``Batch.indices`` records them."""
+        """A sampler batch of the rows at ``indices``; ``Batch.indices`` holds their source row numbers."""
         sub = self.subset(indices)
-        return Batch(sub.prompts, sub.columns, list(indices))
+        return Batch(sub.prompts, sub.columns, sub.rows)
 
     def batch_at(self, iteration: int, size: int, seed: int) -> Batch:
         """The batch of ``iteration``: a pure function of (seed, iteration, size).

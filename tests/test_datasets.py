@@ -282,3 +282,13 @@ def test_split_heldout_seeded_without_split_column():
     assert ps.split_heldout(5, seed=2)[1].prompts != held.prompts
     with pytest.raises(DatasetError, match="cannot hold out 20 of 20"):
         ps.split_heldout(20)
+
+
+def test_batches_of_a_split_carry_source_row_numbers():
+    # Rollout records name the dataset row; after the held-out split that must still be the source row.
+    ps = load_prompts()
+    train, held = ps.split_heldout(40)
+    batch = train.batch_at(0, 8, seed=3)
+    assert all(ps.prompts[row] == prompt for row, prompt in zip(batch.indices, batch.prompts, strict=True))
+    assert set(held.rows).isdisjoint(train.rows)
+    assert all(ps.columns["split"][row] == "heldout" for row in held.rows)
