@@ -66,8 +66,9 @@ class AlignConfig:
     """Nucleus sampling threshold (1 = off)."""
     max_new_tokens: int = 40
     """Most tokens a completion may have."""
-    lr: float = 3e-5
-    """Peak learning rate (AdamW)."""
+    lr: float | None = None
+    """Peak learning rate (AdamW); default 3e-5 for RAFT (supervised steps on selected samples) and 1e-5
+    for GRPO (policy-gradient steps; higher made the ratio leave the clip band within one step)."""
     seed: int = 0
     """Random seed: prompt order, sampling engine, training."""
     output: str | None = None
@@ -107,8 +108,13 @@ class AlignConfig:
             at_least(self, name, 0)
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"--top-p must be in (0, 1], got {self.top_p}")
+        if self.lr is None:
+            self.lr = DEFAULT_LR[self.algo]
         if self.lr <= 0 or self.reward_timeout <= 0 or self.kv_cache_gib <= 0:
             raise ConfigError("--lr, --reward-timeout and --kv-cache-gib must be positive")
+
+
+DEFAULT_LR = {"raft": 3e-5, "grpo": 1e-5}
 
 
 def at_least(cfg: Any, name: str, low: float) -> None:

@@ -8,6 +8,12 @@ penalty towards the frozen starting model, and one of three loss aggregations. T
 
 One ``update`` is one batch of b prompts x k completions and ``num_iterations`` (μ) optimiser steps on it;
 each step accumulates gradients over micro-batches so it covers the whole batch.
+
+Exploration (``--explore-hint``, off by default): a share of each prompt's k samples is drawn with a hint
+appended to the prompt (``raftkit.explore``) and trained as completions of the original prompt. Those
+tokens were not drawn from the policy, so their surrogate is multiplied by a truncated importance weight
+``min(π_old(y_t|x, y_<t) / μ(y_t|x+hint, y_<t), cap)`` (``raftkit.grpo_loss.importance_weights``);
+the policy's own samples are untouched. docs/grpo.md states the formula and its bias.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -23,6 +29,7 @@ import torch
 from torch import Tensor
 
 from raftkit.algorithm import StepResult
+from raftkit.explore import hinted_count, resolve_hint, sample_with_hint
 from raftkit.grpo_loss import (
     AGGREGATIONS,
     SCALES,
@@ -30,6 +37,7 @@ from raftkit.grpo_loss import (
     clipped_surrogate,
     constant_groups,
     group_advantages,
+    importance_weights,
     k3_kl,
     token_entropy,
     token_logprobs,
@@ -65,6 +73,16 @@ class GRPOConfig:
     """Clip the gradient to this global norm (0: no clipping)."""
     micro_batch_size: int = 32
     """Sequences per forward/backward pass; gradients are accumulated over the whole batch."""
+    explore_hint: str = ""
+    """Text appended to the prompt for the exploration samples; 'auto' builds it from the rewards
+    (length: 'Answer in one short sentence.', emoji: 'Use emojis 😊.'), '' turns exploration off."""
+    explore_share: float = 0.5
+    """Share of each prompt's k samples drawn with the exploration hint."""
+    explore_is_cap: float = 1.0
+    """GRPO: cap c of the hinted tokens' importance weight min(π_old(y|x) / μ(y|x+hint), c)."""
+    explore_is_floor: float = 0.0
+    """GRPO: floor of the hinted tokens' importance weight (0: plain truncation; > 0 biases towards the
+    hint's behaviour, see docs/grpo.md)."""
 
     def __post_init__(self) -> None:
         if self.beta < 0:
@@ -83,6 +101,11 @@ class GRPOConfig:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.micro_batch_size < 1:
             raise ValueError(f"micro_batch_size must be >= 1, got {self.micro_batch_size}")
+        if not 0 <= self.explore_share <= 1:
+            raise ValueError(f"explore_share must be between 0 and 1, got {self.explore_share}")
+        if not 0 <= self.explore_is_floor <= self.explore_is_cap or self.explore_is_cap <= 0:
+            raise ValueError("need 0 <= explore_is_floor <= explore_is_cap and explore_is_cap > 0, got "
+                             f"floor {self.explore_is_floor}, cap {self.explore_is_cap}")
 
 
 @dataclass
@@ -96,8 +119,11 @@ class _MicroBatch:
     completions: Tensor  # [m, T]
     mask: Tensor  # [m, T] 1 on completion tokens, 0 on padding
     advantages: Tensor  # [m]
+    hinted: Tensor  # bool [m]: drawn from the exploration proposal (prompt + hint)
+    behaviour_logp: Tensor  # [m, T] the sampler's log-probs (read only on hinted rows)
     ref_logp: Tensor | None = None  # [m, T]
     old_logp: Tensor | None = None  # [m, T], stored at the first of μ steps
+    is_weight: Tensor | None = None  # [m, T] importance weights, fixed at the first of μ steps
 
     @property
     def tokens(self) -> tuple[Tensor, Tensor]:
@@ -105,9 +131,10 @@ class _MicroBatch:
         return self.mask.nonzero(as_tuple=True)
 
 
-def _pad(seqs: list[list[int]], pad_id: int) -> Tensor:
+def _pad(seqs: list[list[int]] | list[list[float]], pad: float) -> Tensor:
     width = max(len(s) for s in seqs)
-    return torch.tensor([list(s) + [pad_id] * (width - len(s)) for s in seqs], dtype=torch.long)
+    rows = [list(s) + [pad] * (width - len(s)) for s in seqs]
+    return torch.tensor(rows, dtype=torch.long if isinstance(pad, int) else torch.float32)
 
 
 def _micro_batch(rollouts: list[Rollout], rows: list[int], advantages: Tensor, pad_id: int,
@@ -117,10 +144,34 @@ def _micro_batch(rollouts: list[Rollout], rows: list[int], advantages: Tensor, p
     prompts = [list(p) for p in distinct]
     completions = [list(rollouts[i].completion_ids) for i in rows]
     lengths = torch.tensor([len(c) for c in completions])
+    hinted = torch.tensor([rollouts[i].hinted for i in rows], dtype=torch.bool)
+    # The behaviour log-probs matter only for hinted rows; zeros elsewhere keep the tensor well-formed.
+    behaviour = [list(rollouts[i].logprobs) if rollouts[i].hinted else [0.0] * len(c)
+                 for i, c in zip(rows, completions, strict=True)]
     mask = (torch.arange(int(lengths.max())).unsqueeze(0) < lengths.unsqueeze(1)).float()
     tensors = (_pad(prompts, pad_id), torch.tensor([len(p) for p in prompts]), torch.tensor(prompt_of),
-               _pad(completions, pad_id), mask, advantages[rows])
+               _pad(completions, pad_id), mask, advantages[rows], hinted,
+               _pad(behaviour, 0.0))
     return _MicroBatch(rows, *(t.to(device) for t in tensors))
+
+
+def _explore_stats(sums: dict[str, float], log_rho: Tensor, weight: Tensor, mb: _MicroBatch, cfg: GRPOConfig,
+                   per_sample: dict[int, dict[str, float]]) -> None:
+    """Accumulate the hinted tokens' importance-weight statistics (metrics and per-rollout records)."""
+    mask = mb.mask * mb.hinted.unsqueeze(1)
+    rho = torch.exp(log_rho)
+    sums["hinted_tokens"] += float(mask.sum())
+    sums["is_weight"] += float((weight * mask).sum())
+    sums["is_truncated"] += float(((rho > cfg.explore_is_cap) * mask).sum())
+    sums["is_floored"] += float(((rho < cfg.explore_is_floor) * mask).sum())
+    for j in mb.hinted.nonzero().flatten().tolist():
+        on = mb.mask[j].bool()
+        if on.any():
+            per_sample[mb.rows[j]] = {
+                "is_weight": float(weight[j][on].mean()),
+                "is_weight_min": float(weight[j][on].min()),
+                "log_rho": float(log_rho[j][on].sum()),  # the whole sequence's log importance ratio
+            }
 
 
 def _parts(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module, float | None]:
@@ -172,14 +223,20 @@ class GRPO:
     name = "grpo"
 
     def __init__(self, policy: Policy, config: GRPOConfig, *, lr: float, total_steps: int, k: int,
-                 sampling: SamplingParams | None = None):
-        """``total_steps``: the run's iterations (``update`` calls); each makes μ optimiser steps."""
+                 sampling: SamplingParams | None = None, rewards: Sequence[Any] = ()):
+        """``total_steps``: the run's iterations (``update`` calls); each makes μ optimiser steps.
+        ``rewards``: the configured reward specs, which ``explore_hint='auto'`` builds its hint from."""
         from transformers import get_linear_schedule_with_warmup
 
         if k < 2:
             raise ValueError(f"GRPO needs k >= 2 completions per prompt to form a group baseline, got k={k}")
         self.policy, self.config, self.k = policy, config, k
         self.sampling = sampling or SamplingParams()
+        if config.explore_hint == "auto" and not rewards:
+            raise ValueError("explore_hint 'auto' builds the hint from the rewards, but GRPO was given none")
+        self.hint = resolve_hint(config.explore_hint, rewards)
+        self.n_hinted = hinted_count(k, config.explore_share) if self.hint else 0
+        self.skipped: list[int] = []
         # Log-probs are taken under the distribution the sampler draws from (logits / T), as TRL does, so
         # the sampled tokens are on-policy for the objective being optimised.
         self.temperature = self.sampling.temperature or 1.0
@@ -212,8 +269,13 @@ class GRPO:
     # ------------------------------------------------------------------ the protocol
 
     def sample(self, sampler: Any, batch: Batch, iteration: int) -> list[Rollout]:
-        """On-policy: k completions of each prompt from the current weights, nothing added."""
-        return sampler.generate(batch.prompts, self.k, self.sampling)
+        """k completions of each prompt from the current weights; with exploration on, ``n_hinted`` of them
+        from the prompt + hint (marked ``hinted``, handed on as completions of the original prompt)."""
+        if not self.n_hinted:
+            return sampler.generate(batch.prompts, self.k, self.sampling)
+        sampled = sample_with_hint(sampler, batch, self.k, self.n_hinted, self.hint, self.sampling)
+        self.skipped = sampled.skipped
+        return sampled.rollouts
 
     def update(self, batch: Batch, rollouts: list[Rollout], scores: Scores, iteration: int) -> StepResult:
         cfg, timings = self.config, defaultdict(float)
@@ -248,6 +310,7 @@ class GRPO:
         model.train()
         sums: dict[str, float] = defaultdict(float)
         losses, grad_norms, lrs = [], [], []
+        per_sample_is: dict[int, dict[str, float]] = {}  # rollout index -> its importance weights' summary
         for step in range(cfg.num_iterations):
             self.optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
@@ -263,6 +326,15 @@ class GRPO:
                     old = mb.old_logp
                 sur = clipped_surrogate(logp, old, mb.advantages, cfg.epsilon, cfg.epsilon_high)
                 per_token = sur.loss
+                if bool(mb.hinted.any()):
+                    # Hinted tokens came from μ = π_old(.|x + hint), not π_old(.|x): weight their surrogate by
+                    # min(max(π_old/μ, floor), cap), from the old log-probs, so fixed over the μ steps.
+                    if mb.is_weight is None:
+                        iw = importance_weights(old, mb.behaviour_logp, mb.hinted, cfg.explore_is_cap,
+                                                cfg.explore_is_floor)
+                        mb.is_weight = iw.weight
+                        _explore_stats(sums, iw.log_rho, iw.weight, mb, cfg, per_sample_is)
+                    per_token = per_token * mb.is_weight
                 if mb.ref_logp is not None:
                     kl = k3_kl(logp, mb.ref_logp)
                     per_token = per_token + cfg.beta * kl
@@ -316,7 +388,19 @@ class GRPO:
             metrics["kl"] = sums["kl"] / tokens
         if grad_norms:
             metrics["grad_norm"] = sum(grad_norms) / len(grad_norms)
-        per_sample = [{"advantage": float(a)} for a in advantages.tolist()]
+        hinted = [i for i, r in enumerate(rollouts) if r.hinted]
+        if hinted:
+            hinted_tokens = max(sums["hinted_tokens"], 1.0)
+            metrics.update({
+                "explore/hinted_share": len(hinted) / max(len(rollouts), 1),
+                "explore/hinted_advantage": float(advantages[hinted].mean()),
+                "explore/is_weight": sums["is_weight"] / hinted_tokens,
+                "explore/is_truncated": sums["is_truncated"] / hinted_tokens,
+                "explore/is_floored": sums["is_floored"] / hinted_tokens,
+                "explore/hinted_tokens": sums["hinted_tokens"],
+            })
+        per_sample = [{"advantage": float(a), **per_sample_is.get(i, {})}
+                      for i, a in enumerate(advantages.tolist())]
         return StepResult(metrics=metrics, per_sample=per_sample)
 
     def state_dict(self) -> dict[str, Any]:

@@ -112,6 +112,42 @@ def clipped_surrogate(logp: Tensor, old_logp: Tensor, advantages: Tensor, eps_lo
     )
 
 
+@dataclass
+class ImportanceWeights:
+    """Per-token weights of the surrogate for samples from an exploration proposal, and what they hide."""
+
+    weight: Tensor  # [n, T] min(max(rho, floor), cap) on hinted rows, exactly 1 on the others; no gradient
+    log_rho: Tensor  # [n, T] log of the untruncated ratio pi_old / mu on hinted rows, 0 on the others
+
+    @property
+    def rho(self) -> Tensor:
+        return torch.exp(self.log_rho)
+
+
+@torch.no_grad()
+def importance_weights(old_logp: Tensor, behaviour_logp: Tensor, hinted: Tensor, cap: float = 1.0,
+                       floor: float = 0.0) -> ImportanceWeights:
+    """Truncated per-token importance weights for samples drawn from a proposal, trained as the policy's.
+
+    A hinted sample was drawn from ``mu = pi_old(. | x + hint)`` but is trained as a completion of ``x``.
+    Per token ``rho_t = pi_old(y_t | x, y_<t) / mu(y_t | x + hint, y_<t) = exp(old_logp - behaviour_logp)``
+    and the weight is ``w_t = min(max(rho_t, floor), cap)`` (truncated importance sampling; ``floor = 0``
+    is plain truncation). Rows where ``hinted`` is False were drawn from the policy itself: their weight is
+    exactly 1 and ``behaviour_logp`` is not read there. Both log-probs must be at the sampling temperature.
+
+    >>> w = importance_weights(torch.log(torch.tensor([[0.2, 0.6]])), torch.log(torch.tensor([[0.4, 0.3]])),
+    ...                        torch.tensor([True]))
+    >>> [round(v, 4) for v in w.rho[0].tolist()], [round(v, 4) for v in w.weight[0].tolist()]
+    ([0.5, 2.0], [0.5, 1.0])
+    """
+    if cap <= 0 or not 0 <= floor <= cap:
+        raise ValueError(f"need 0 <= floor <= cap and cap > 0, got floor={floor}, cap={cap}")
+    rows = hinted.bool().unsqueeze(1)
+    log_rho = torch.where(rows, old_logp.float() - behaviour_logp.float(), torch.zeros_like(old_logp).float())
+    weight = torch.where(rows, torch.exp(log_rho).clamp(min=floor, max=cap), torch.ones_like(log_rho))
+    return ImportanceWeights(weight=weight, log_rho=log_rho)
+
+
 # --------------------------------------------------------------------------- aggregation
 
 

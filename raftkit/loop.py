@@ -95,7 +95,15 @@ def make_algorithm(cfg: AlignConfig, algo_cfg: Any, policy: Any, sampling: Any) 
         )
     from raftkit.grpo import GRPO
 
-    return GRPO(policy, algo_cfg, lr=cfg.lr, total_steps=cfg.iterations, k=cfg.k, sampling=sampling)
+    return GRPO(
+        policy,
+        algo_cfg,
+        lr=cfg.lr,
+        total_steps=cfg.iterations,
+        k=cfg.k,
+        sampling=sampling,
+        rewards=cfg.rewards,
+    )
 
 
 def make_sampler(cfg: AlignConfig, model_path: str) -> Any:

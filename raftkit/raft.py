@@ -13,22 +13,14 @@ and evaluated against the original, unhinted prompt, so the model learns to do u
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from raftkit.algorithm import StepResult
-from raftkit.chat import with_hint
 from raftkit.config import ConfigError, at_least
+from raftkit.explore import hinted_count, resolve_hint, sample_with_hint
 from raftkit.rollouts import Batch, Rollout
-
-# Hints that make the built-in rewards' behaviour likely enough to be selected ("auto" hint).
-AUTO_HINTS = {
-    "length": "Answer in one short sentence.",
-    # An emoji in the hint gives a small model one to imitate (plain "Use emojis." rarely yields one).
-    "emoji": "Use emojis 😊.",
-}
 
 
 @dataclass
@@ -130,25 +122,6 @@ def empty_groups(groups: Sequence[int], dropped: Sequence[bool]) -> int:
     return sum(not a for a in alive.values())
 
 
-def resolve_hint(hint: str, rewards: Sequence[str]) -> str:
-    """The exploration hint to use: 'auto' joins AUTO_HINTS of the configured rewards (by name)."""
-    if hint != "auto":
-        return hint
-    from raftkit.rewards import RewardSpec
-
-    names = [RewardSpec.coerce(r).name for r in rewards]
-    # In AUTO_HINTS order, not the rewards': a small model follows the last instruction most.
-    parts = [hint for name, hint in AUTO_HINTS.items() if name in names]
-    return (" " + " ".join(parts)) if parts else ""
-
-
-def hinted_count(k: int, share: float) -> int:
-    """How many of a prompt's k samples come from the hinted proposal."""
-    if not 0 <= share <= 1:
-        raise ValueError(f"explore_share must be between 0 and 1, got {share}")
-    return min(k, max(0, math.floor(share * k + 0.5)))
-
-
 # --------------------------------------------------------------------------- the algorithm
 
 
@@ -177,38 +150,11 @@ class RAFT:
         self._optimizer = None
         self.progress = None  # set by the loop: a callable(done, total) for the training progress bar
 
-    # 1. sample: k - h plain samples and h hinted ones per prompt, regrouped prompt-major
+    # 1. sample: k - h plain samples and h hinted ones per prompt, regrouped prompt-major (raftkit.explore)
     def sample(self, sampler: Any, batch: Batch, iteration: int) -> list[Rollout]:
-        h, plain_k = self.n_hinted, self.k - self.n_hinted
-        b = len(batch.prompts)
-        hinted = [with_hint(p, self.hint) for p in batch.prompts] if h else []
-        # One engine call where the two proposals take the same number of samples (one bigger batch),
-        # else one call each. Prompt i + b of a combined call is prompt i with the hint.
-        if h and h == plain_k:
-            calls = [(batch.prompts + hinted, h, 0)]
-        else:
-            calls = [
-                (ps, n, 0 if ps is batch.prompts else b)
-                for ps, n in ((batch.prompts, plain_k), (hinted, h))
-                if n
-            ]
-        by_prompt: dict[int, list[Rollout]] = {}
-        skipped: set[int] = set()
-        for prompts, n, offset in calls:
-            for r in sampler.generate(prompts, n, self.sampling):
-                index = r.prompt_index + offset
-                if index >= b:
-                    # Scored, trained and evaluated against the original prompt; what was sampled is kept.
-                    index -= b
-                    r.sample_prompt, r.prompt, r.hinted = r.prompt, batch.prompts[index], True
-                r.prompt_index = index
-                by_prompt.setdefault(index, []).append(r)
-            skipped |= {(i + offset) % b for i in getattr(sampler, "skipped", [])}
-        self.skipped = sorted(skipped)
-        # prompt-major: each prompt's plain samples, then its hinted ones
-        for samples in by_prompt.values():
-            samples.sort(key=lambda r: r.hinted)
-        return [r for i in sorted(by_prompt) for r in by_prompt[i]]
+        sampled = sample_with_hint(sampler, batch, self.k, self.n_hinted, self.hint, self.sampling)
+        self.skipped = sampled.skipped
+        return sampled.rollouts
 
     def select(
         self, rollouts: Sequence[Rollout], totals: Sequence[float], dropped: Sequence[bool]

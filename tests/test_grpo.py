@@ -14,6 +14,7 @@ from raftkit.grpo_loss import (
     clipped_surrogate,
     constant_groups,
     group_advantages,
+    importance_weights,
     k3_kl,
     token_entropy,
     token_logprobs,
@@ -341,3 +342,168 @@ def test_config_validation():
         GRPOConfig(loss_type="bnpo")
     with pytest.raises(ValueError, match="num_iterations"):
         GRPOConfig(num_iterations=0)
+
+
+# --------------------------------------------------------------------------- exploration, importance weights
+
+
+def test_importance_weights_by_hand():
+    # Row 0 hinted: π_old (.2, .6, .1), μ (.4, .3, .1) -> ρ = (.5, 2, 1); cap 1 -> (.5, 1, 1).
+    # Row 1 on-policy: its behaviour log-probs are garbage on purpose and must not be read: weight 1.
+    old = torch.log(torch.tensor([[0.2, 0.6, 0.1], [0.5, 0.5, 0.5]]))
+    mu = torch.log(torch.tensor([[0.4, 0.3, 0.1], [1e-9, 1e-9, 1e-9]]))
+    hinted = torch.tensor([True, False])
+    w = importance_weights(old, mu, hinted, cap=1.0)
+    _close(w.rho, [[0.5, 2.0, 1.0], [1.0, 1.0, 1.0]], atol=1e-6)
+    _close(w.weight, [[0.5, 1.0, 1.0], [1.0, 1.0, 1.0]], atol=1e-6)
+    assert w.weight[1].tolist() == [1.0, 1.0, 1.0]  # exactly 1, not merely close
+    # cap 1.5 truncates the 2 to 1.5; floor .8 lifts the .5 to .8 (the floor's deliberate bias)
+    _close(importance_weights(old, mu, hinted, cap=1.5).weight[0], [0.5, 1.5, 1.0], atol=1e-6)
+    _close(importance_weights(old, mu, hinted, cap=1.0, floor=0.8).weight[0], [0.8, 1.0, 1.0], atol=1e-6)
+    assert not importance_weights(old.requires_grad_(), mu, hinted).weight.requires_grad  # a constant
+    with pytest.raises(ValueError, match="floor"):
+        importance_weights(old, mu, hinted, cap=1.0, floor=2.0)
+
+
+class _EchoSampler:
+    """Completion = the prompt it was given; logprobs -1 per token. Has the real tokenizer."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.calls, self.skipped = tokenizer, [], []
+
+    def generate(self, prompts, k, params):
+        from raftkit.chat import encode_prompt
+
+        self.calls.append((list(prompts), k))
+        return [Rollout(i, p, f"{p}#{j}", [7, 8], [-1.0, -2.0], prompt_ids=encode_prompt(self.tokenizer, p))
+                for i, p in enumerate(prompts) for j in range(k)]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from raftkit.models import default_model_path
+
+    return AutoTokenizer.from_pretrained(default_model_path())
+
+
+def test_sample_with_hint_trains_against_the_original_prompt(tokenizer):
+    from raftkit.chat import encode_prompt
+    from raftkit.explore import sample_with_hint
+
+    chat = [{"role": "user", "content": "Q1"}]
+    sampler = _EchoSampler(tokenizer)
+    sampled = sample_with_hint(sampler, Batch(["Q0", chat]), k=4, n_hinted=1, hint=" Hint.", params=None)
+    assert [c[1] for c in sampler.calls] == [3, 1]  # 3 plain + 1 hinted per prompt
+    assert [(r.prompt_index, r.hinted) for r in sampled.rollouts] == [
+        (0, False), (0, False), (0, False), (0, True), (1, False), (1, False), (1, False), (1, True)]
+    q0, q1 = sampled.rollouts[3], sampled.rollouts[7]
+    assert q0.prompt == "Q0" and q0.sample_prompt == "Q0 Hint." and q0.completion == "Q0 Hint.#0"
+    assert q0.prompt_ids == encode_prompt(tokenizer, "Q0") != encode_prompt(tokenizer, "Q0 Hint.")
+    assert q1.prompt == chat and q1.sample_prompt == [{"role": "user", "content": "Q1 Hint."}]
+    assert q1.prompt_ids == sampled.rollouts[4].prompt_ids  # the same ids as the plain samples of Q1
+    assert q1.logprobs == [-1.0, -2.0]  # μ's log-probs, as sampled
+    # an even split is one engine call
+    sampler = _EchoSampler(tokenizer)
+    sample_with_hint(sampler, Batch(["Q0"]), k=4, n_hinted=2, hint=" Hint.", params=None)
+    assert sampler.calls == [(["Q0", "Q0 Hint."], 2)]
+
+
+def test_grpo_samples_on_policy_unless_exploring(tiny_model_dir, tokenizer):
+    policy = _policy(tiny_model_dir)
+    sampler = _EchoSampler(tokenizer)
+    off = _grpo(policy, k=4, beta=0.0)
+    assert off.n_hinted == 0 and not any(r.hinted for r in off.sample(sampler, Batch(["Q0"]), 1))
+    assert sampler.calls == [(["Q0"], 4)]
+    on = GRPO(policy, GRPOConfig(beta=0.0, explore_hint="auto", explore_share=0.25), lr=1e-3, total_steps=1,
+              k=4, rewards=["emoji", "length:target=30"])
+    assert on.hint == " Answer in one short sentence. Use emojis 😊." and on.n_hinted == 1
+    assert sum(r.hinted for r in on.sample(sampler, Batch(["Q0"]), 1)) == 1
+    with pytest.raises(ValueError, match="auto"):
+        GRPO(policy, GRPOConfig(beta=0.0, explore_hint="auto"), lr=1e-3, total_steps=1, k=4)
+
+
+def _token_logprobs(policy, completion):
+    with torch.no_grad():
+        return _alone(policy, PROMPT, completion).tolist()
+
+
+@pytest.mark.parametrize("loss_type", ["dapo", "grpo"])
+def test_hinted_surrogate_is_weighted_by_hand(tiny_model_dir, loss_type):
+    # lr 0, beta 0, μ = 1: per token loss = -w·A. Rewards (1, 0): A = ±a, a = .5 / (√.5 + 1e-4).
+    # Sample 0 (3 tokens, A = +a) is hinted with μ = π_old · (4, 4, 1/2) per token -> ρ = (1/4, 1/4, 2),
+    # truncated at 1 -> w = (1/4, 1/4, 1). Sample 1 (1 token, A = -a) is on-policy: w = 1.
+    #   dapo: -(a·(1/4 + 1/4 + 1) - a) / 4 tokens = -a/8;  grpo: -(a·1.5/3 - a) / 2 = a/4.
+    # Explore off (the same rollouts, not hinted): dapo -(3a - a)/4 = -a/2, grpo 0 (as in the test above).
+    a = 0.5 / (math.sqrt(0.5) + 1e-4)
+    policy = _policy(tiny_model_dir)
+    completions = [[300, 301, 302], [400]]
+    old = _token_logprobs(policy, completions[0])
+    rollouts, scores = _group(completions, [1.0, 0.0])
+    rollouts[0].hinted = True
+    rollouts[0].logprobs = [old[0] + math.log(4), old[1] + math.log(4), old[2] - math.log(2)]
+    rollouts[1].logprobs = [99.0]  # on-policy: never read
+    result = _update(policy, rollouts, scores, lr=0.0, beta=0.0, loss_type=loss_type)
+    assert result.metrics["loss"] == pytest.approx({"dapo": -a / 8, "grpo": a / 4}[loss_type], abs=1e-4)
+    assert result.metrics["explore/hinted_share"] == 0.5  # 1 of 2 samples
+    assert result.metrics["explore/is_weight"] == pytest.approx(0.5, abs=1e-4)  # (1/4 + 1/4 + 1) / 3
+    assert result.metrics["explore/is_truncated"] == pytest.approx(1 / 3)
+    assert result.per_sample[0]["is_weight_min"] == pytest.approx(0.25, abs=1e-4)
+    assert result.per_sample[0]["log_rho"] == pytest.approx(-math.log(4) * 2 + math.log(2), abs=1e-4)
+    assert "is_weight" not in result.per_sample[1]
+    # Nothing hinted: the loss is the plain GRPO loss, and no explore metrics appear.
+    rollouts, scores = _group(completions, [1.0, 0.0])
+    plain = _update(policy, rollouts, scores, lr=0.0, beta=0.0, loss_type=loss_type)
+    assert plain.metrics["loss"] == pytest.approx({"dapo": -a / 2, "grpo": 0.0}[loss_type], abs=1e-5)
+    assert not any(key.startswith("explore/") for key in plain.metrics)
+
+
+def test_hinted_weights_scale_the_gradient(tiny_model_dir):
+    # At ratio 1 the loss is linear in the weights: with sample 0 hinted at ρ = 1/4 on every token, the
+    # gradient is g1 + g0/4, where g0, g1 are the two samples' shares. Three runs give the check:
+    # ρ = 1 (same as on-policy: g1 + g0), ρ = 1/4, and ρ ≈ 0 (g1 alone).
+    policy = _policy(tiny_model_dir)
+    completions = [[300, 301, 302], [400]]
+    old = _token_logprobs(policy, completions[0])
+    param = policy.model.model.layers[-1].mlp.down_proj.weight
+
+    def grad_with(shift, hinted):
+        rollouts, scores = _group(completions, [1.0, 0.0])
+        rollouts[0].hinted = hinted
+        rollouts[0].logprobs = [x + shift for x in old]
+        grads = []
+        hook = param.register_post_accumulate_grad_hook(lambda p: grads.append(p.grad.clone()))
+        try:
+            _update(policy, rollouts, scores, lr=0.0, beta=0.0, loss_type="dr_grpo")
+        finally:
+            hook.remove()
+        assert len(grads) == 1  # one micro-batch, one backward
+        return grads[0]
+
+    on_policy = grad_with(0.0, hinted=False)
+    same = grad_with(0.0, hinted=True)
+    quarter = grad_with(math.log(4), hinted=True)
+    none = grad_with(math.log(1e9), hinted=True)
+    assert on_policy.abs().sum() > 0
+    torch.testing.assert_close(same, on_policy, atol=1e-7, rtol=1e-4)
+    torch.testing.assert_close(quarter, none + (on_policy - none) / 4, atol=1e-7, rtol=1e-3)
+    assert not torch.allclose(quarter, on_policy, atol=1e-6)
+
+
+def test_explore_config_and_cli_options():
+    from click.testing import CliRunner
+
+    from raftkit.cli import main
+    from raftkit.config import build
+
+    assert GRPOConfig().explore_hint == ""  # off by default: GRPO stays on-policy
+    cfg = build(GRPOConfig, {"explore_hint": "auto", "explore_share": "0.25", "explore_is_cap": "2"})
+    assert (cfg.explore_hint, cfg.explore_share, cfg.explore_is_cap) == ("auto", 0.25, 2.0)
+    with pytest.raises(ValueError, match="explore_share"):
+        GRPOConfig(explore_share=1.5)
+    with pytest.raises(ValueError, match="explore_is_floor"):
+        GRPOConfig(explore_is_floor=2.0)
+    help_text = CliRunner().invoke(main, ["align", "--help"]).output
+    for option in ("--explore-hint", "--explore-share", "--explore-is-cap", "--explore-is-floor"):
+        assert option in help_text
