@@ -1,12 +1,44 @@
-"""Shared fixtures: the default model, one vLLM engine for the whole session, one HF sampler."""
+"""Shared fixtures: the default model and its tokenizer, a tiny Llama, one vLLM engine, one HF sampler.
+
+`tiny_llama_config` is a plain function (test modules import it with `from conftest import
+tiny_llama_config`) for the tests that need a tiny model with settings of their own.
+"""
+
+from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 # Before anything imports vLLM: the engine must run in this process (weight sync), with a small KV cache.
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
 import pytest
+
+if TYPE_CHECKING:
+    from transformers import LlamaConfig, PreTrainedTokenizerBase
+
+
+def tiny_llama_config(tokenizer: PreTrainedTokenizerBase, **overrides) -> LlamaConfig:
+    """A 2-layer, 32-wide Llama over `tokenizer`'s vocabulary (random weights: fast, not fluent).
+
+    `overrides` win over the defaults, so a test states only what it needs differently.
+    """
+    from transformers import LlamaConfig
+
+    settings = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 1024,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "tie_word_embeddings": True,
+    }
+    return LlamaConfig(**{**settings, **overrides})
 
 
 @pytest.fixture(scope="session")
@@ -15,6 +47,27 @@ def default_model_path() -> str:
     from raftkit.models import default_model_path as path
 
     return str(path())
+
+
+@pytest.fixture(scope="session")
+def default_tokenizer(default_model_path):
+    """The default model's tokenizer, loaded once (shared: tests must not change it)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(default_model_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory, default_tokenizer) -> str:
+    """A seeded tiny Llama (`tiny_llama_config`) saved with the default tokenizer; load it, never write it."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    path = tmp_path_factory.mktemp("tiny-llama")
+    torch.manual_seed(0)
+    LlamaForCausalLM(tiny_llama_config(default_tokenizer)).save_pretrained(path)
+    default_tokenizer.save_pretrained(path)
+    return str(path)
 
 
 @pytest.fixture(scope="session")

@@ -44,33 +44,6 @@ TINY = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> str:
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from raftkit.models import default_model_path
-
-    path = tmp_path_factory.mktemp("tiny-model")
-    tok = AutoTokenizer.from_pretrained(default_model_path())
-    torch.manual_seed(0)
-    LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=1024,
-            bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id,
-            tie_word_embeddings=True,
-        )
-    ).save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
-
-
 def _align(*args: str) -> str:
     # a wide console so rich does not wrap the lines the test looks for
     result = CliRunner(env={"COLUMNS": "250"}).invoke(main, ["align", *args], catch_exceptions=False)
@@ -82,9 +55,9 @@ def _metrics(run: Path) -> list[dict]:
     return list(read_jsonl(run / "metrics.jsonl"))
 
 
-def test_align_writes_a_complete_run_and_resumes_after_a_kill(tiny_model, tmp_path):
+def test_align_writes_a_complete_run_and_resumes_after_a_kill(tiny_model_path, tmp_path):
     run = tmp_path / "run"
-    out = _align(*TINY, "--model", tiny_model, "--iterations", "2", "--output", str(run))
+    out = _align(*TINY, "--model", tiny_model_path, "--iterations", "2", "--output", str(run))
     assert "it 2/2" in out and "Held-out evaluation" in out
 
     # --- the run directory
@@ -121,7 +94,7 @@ def test_align_writes_a_complete_run_and_resumes_after_a_kill(tiny_model, tmp_pa
     from transformers import AutoModelForCausalLM
 
     trained = AutoModelForCausalLM.from_pretrained(run / "model")
-    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_path)
     assert not torch.equal(
         trained.model.layers[0].mlp.up_proj.weight, base.model.layers[0].mlp.up_proj.weight
     )
@@ -170,7 +143,7 @@ class _BoomPlugin:
         register(boom)
 
 
-def test_a_crashing_reward_marks_the_run_and_stays_resumable(tiny_model, tmp_path):
+def test_a_crashing_reward_marks_the_run_and_stays_resumable(tiny_model_path, tmp_path):
     run = tmp_path / "run"
     pm = plugin_manager()
     pm.register(_BoomPlugin(), name="test-boom")
@@ -186,7 +159,7 @@ def test_a_crashing_reward_marks_the_run_and_stays_resumable(tiny_model, tmp_pat
                 "--reward",
                 "boom",
                 "--model",
-                tiny_model,
+                tiny_model_path,
                 "--iterations",
                 "2",
                 "--output",

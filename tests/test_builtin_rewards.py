@@ -6,9 +6,9 @@ import math
 import time
 
 import pytest
-from raftkit_plugins.rules import contains, distinct, emoji, format, keyword, length, repetition
 
 from raftkit import RewardStack
+from raftkit_plugins.rules import contains, distinct, emoji, format, keyword, length, repetition
 
 
 def chat(text: str) -> list[dict[str, str]]:
@@ -154,9 +154,8 @@ def test_repetition_bounds_and_short_text():
 def test_docstring_examples_hold():
     import doctest
 
-    import raftkit_plugins.rules
-
     import raftkit.rewards
+    import raftkit_plugins.rules
 
     for module in (raftkit_plugins.rules, raftkit.rewards):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

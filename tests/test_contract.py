@@ -9,6 +9,7 @@ import time
 import types
 
 import pytest
+from conftest import tiny_llama_config
 
 from raftkit import RewardError, RewardStack, hookimpl
 from raftkit import filter as raftkit_filter
@@ -329,23 +330,13 @@ def test_configured_builtin_is_a_trl_reward_function():
 
 
 @pytest.mark.slow
-def test_trl_grpo_trainer_runs_raftkit_rewards(tmp_path):
+def test_trl_grpo_trainer_runs_raftkit_rewards(tmp_path, default_tokenizer):
     """The real thing: TRL's GRPOTrainer takes configured raftkit rewards, scores with them, trains a step."""
     from datasets import Dataset
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
     from trl import GRPOConfig, GRPOTrainer
 
-    from raftkit.models import default_model_path
-
-    tokenizer = AutoTokenizer.from_pretrained(str(default_model_path()))
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-    )
+    tokenizer = default_tokenizer  # has a pad token, so TRL leaves the shared tokenizer as it is
     stack = RewardStack.build(["length:target=20", "emoji"], ["stray_hash"])
     args = GRPOConfig(
         output_dir=str(tmp_path),
@@ -358,7 +349,7 @@ def test_trl_grpo_trainer_runs_raftkit_rewards(tmp_path):
         save_strategy="no",
     )
     trainer = GRPOTrainer(
-        model=LlamaForCausalLM(config),
+        model=LlamaForCausalLM(tiny_llama_config(tokenizer)),
         reward_funcs=[e.fn for e in stack.entries],
         args=args,
         train_dataset=Dataset.from_list([{"prompt": "Hi", "ground_truth": "x"}] * 4),

@@ -179,23 +179,6 @@ def test_token_logprobs_and_entropy_by_hand():
 # --------------------------------------------------------------------------- the step on a tiny model
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from raftkit.models import default_model_path
-
-    tokenizer = AutoTokenizer.from_pretrained(default_model_path())
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                         tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id or 2)
-    path = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
-
-
 def _policy(path):
     from raftkit.policy import Policy
 
@@ -232,8 +215,8 @@ def _update(policy, rollouts, scores, lr=1e-3, **cfg):
     return _grpo(policy, k=len(rollouts), lr=lr, **cfg).update(Batch(["p"]), rollouts, scores, 0)
 
 
-def test_one_step_raises_the_best_completion(tiny_model_dir):
-    policy = _policy(tiny_model_dir)
+def test_one_step_raises_the_best_completion(tiny_model_path):
+    policy = _policy(tiny_model_path)
     completions = [[300, 301, 302], [400, 401], [500, 501, 502], [600]]
     rollouts, scores = _group(completions, [5.0, 1.0, 1.0, 0.0])
     before = [_seq_logprob(policy, PROMPT, c) for c in completions]
@@ -246,12 +229,12 @@ def test_one_step_raises_the_best_completion(tiny_model_dir):
     assert algo.reference is None  # beta = 0: no reference model is loaded at all
 
 
-def test_loss_value_at_ratio_one(tiny_model_dir):
+def test_loss_value_at_ratio_one(tiny_model_path):
     # μ = 1 and beta = 0: the ratio is exactly 1, so the per-token loss is -A and the loss is model-free.
     # Rewards (1, 0): mean .5, unbiased std √.5 -> A = ±.5 / (√.5 + 1e-4) = ±0.707007.
     # dapo: -(A·3 - A·1) / 4 tokens = -A/2;  grpo: -(A - A) / 2 = 0;  dr_grpo: -(3A - A) / (2 x 4) = -A/4.
     a = 0.5 / (math.sqrt(0.5) + 1e-4)
-    policy = _policy(tiny_model_dir)
+    policy = _policy(tiny_model_path)
     for loss_type, expected in (("dapo", -a / 2), ("grpo", 0.0), ("dr_grpo", -a / 4)):
         rollouts, scores = _group([[300, 301, 302], [400]], [1.0, 0.0])
         result = _update(policy, rollouts, scores, lr=0.0, beta=0.0, loss_type=loss_type)
@@ -259,8 +242,8 @@ def test_loss_value_at_ratio_one(tiny_model_dir):
         assert result.metrics["clip_frac_low"] == result.metrics["clip_frac_high"] == 0.0
 
 
-def test_truncated_and_dropped_samples_are_masked(tiny_model_dir):
-    policy = _policy(tiny_model_dir)
+def test_truncated_and_dropped_samples_are_masked(tiny_model_path):
+    policy = _policy(tiny_model_path)
     a = 0.5 / (math.sqrt(0.5) + 1e-4)
     # mask_truncated: the 3-token completion was cut by max_new_tokens and leaves the loss; the dapo
     # normaliser counts only the 1 remaining token: loss = -(-A·1) / 1 = A.
@@ -284,10 +267,10 @@ def _alone(policy, prompt, completion):
 
 
 @pytest.mark.parametrize("share_prompts", [True, False])
-def test_batched_log_probs_match_each_sequence_alone(tiny_model_dir, share_prompts):
+def test_batched_log_probs_match_each_sequence_alone(tiny_model_path, share_prompts):
     # Two prompts of different lengths, completions of different lengths, in one micro-batch: the shared
     # prompt cache and the padding of both prompts and completions must leave every log-prob as it is alone.
-    policy = _policy(tiny_model_dir)
+    policy = _policy(tiny_model_path)
     short_prompt = [1, 105]
     pairs = [(PROMPT, [300, 301, 302, 303]), (PROMPT, [400]),
              (short_prompt, [500, 501]), (short_prompt, [600])]
@@ -308,8 +291,8 @@ def test_batched_log_probs_match_each_sequence_alone(tiny_model_dir, share_promp
         _close(_grpo(policy, k=2)._logprobs(policy.model, mb)[0], logp.tolist(), atol=1e-6)
 
 
-def test_first_step_has_zero_kl_and_one_forward_per_micro_batch(tiny_model_dir):
-    policy = _policy(tiny_model_dir)
+def test_first_step_has_zero_kl_and_one_forward_per_micro_batch(tiny_model_path):
+    policy = _policy(tiny_model_path)
     calls = []
     hook = policy.model.lm_head.register_forward_hook(lambda *a: calls.append(1))  # one per pass
     try:
@@ -323,9 +306,9 @@ def test_first_step_has_zero_kl_and_one_forward_per_micro_batch(tiny_model_dir):
     assert len(calls) == 2  # μ = 1: two micro-batches, one policy forward each, no old-log-prob pass
 
 
-def test_several_iterations_reuse_old_logprobs(tiny_model_dir):
+def test_several_iterations_reuse_old_logprobs(tiny_model_path):
     # μ = 3 at a large lr: later steps see ratios away from 1 and the clip starts to act.
-    policy = _policy(tiny_model_dir)
+    policy = _policy(tiny_model_path)
     calls = []
     hook = policy.model.lm_head.register_forward_hook(lambda *a: calls.append(1))  # one per pass
     try:
@@ -380,12 +363,8 @@ class _EchoSampler:
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import AutoTokenizer
-
-    from raftkit.models import default_model_path
-
-    return AutoTokenizer.from_pretrained(default_model_path())
+def tokenizer(default_tokenizer):
+    return default_tokenizer
 
 
 def test_sample_with_hint_trains_against_the_original_prompt(tokenizer):
@@ -410,8 +389,8 @@ def test_sample_with_hint_trains_against_the_original_prompt(tokenizer):
     assert sampler.calls == [(["Q0", "Q0 Hint."], 2)]
 
 
-def test_grpo_samples_on_policy_unless_exploring(tiny_model_dir, tokenizer):
-    policy = _policy(tiny_model_dir)
+def test_grpo_samples_on_policy_unless_exploring(tiny_model_path, tokenizer):
+    policy = _policy(tiny_model_path)
     sampler = _EchoSampler(tokenizer)
     off = _grpo(policy, k=4, beta=0.0)
     assert off.n_hinted == 0 and not any(r.hinted for r in off.sample(sampler, Batch(["Q0"]), 1))
@@ -430,14 +409,14 @@ def _token_logprobs(policy, completion):
 
 
 @pytest.mark.parametrize("loss_type", ["dapo", "grpo"])
-def test_hinted_surrogate_is_weighted_by_hand(tiny_model_dir, loss_type):
+def test_hinted_surrogate_is_weighted_by_hand(tiny_model_path, loss_type):
     # lr 0, beta 0, μ = 1: per token loss = -w·A. Rewards (1, 0): A = ±a, a = .5 / (√.5 + 1e-4).
     # Sample 0 (3 tokens, A = +a) is hinted with μ = π_old · (4, 4, 1/2) per token -> ρ = (1/4, 1/4, 2),
     # truncated at 1 -> w = (1/4, 1/4, 1). Sample 1 (1 token, A = -a) is on-policy: w = 1.
     #   dapo: -(a·(1/4 + 1/4 + 1) - a) / 4 tokens = -a/8;  grpo: -(a·1.5/3 - a) / 2 = a/4.
     # Explore off (the same rollouts, not hinted): dapo -(3a - a)/4 = -a/2, grpo 0 (as in the test above).
     a = 0.5 / (math.sqrt(0.5) + 1e-4)
-    policy = _policy(tiny_model_dir)
+    policy = _policy(tiny_model_path)
     completions = [[300, 301, 302], [400]]
     old = _token_logprobs(policy, completions[0])
     rollouts, scores = _group(completions, [1.0, 0.0])
@@ -459,11 +438,11 @@ def test_hinted_surrogate_is_weighted_by_hand(tiny_model_dir, loss_type):
     assert not any(key.startswith("explore/") for key in plain.metrics)
 
 
-def test_hinted_weights_scale_the_gradient(tiny_model_dir):
+def test_hinted_weights_scale_the_gradient(tiny_model_path):
     # At ratio 1 the loss is linear in the weights: with sample 0 hinted at ρ = 1/4 on every token, the
     # gradient is g1 + g0/4, where g0, g1 are the two samples' shares. Three runs give the check:
     # ρ = 1 (same as on-policy: g1 + g0), ρ = 1/4, and ρ ≈ 0 (g1 alone).
-    policy = _policy(tiny_model_dir)
+    policy = _policy(tiny_model_path)
     completions = [[300, 301, 302], [400]]
     old = _token_logprobs(policy, completions[0])
     param = policy.model.model.layers[-1].mlp.down_proj.weight

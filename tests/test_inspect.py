@@ -330,28 +330,14 @@ def test_big_iteration_streams_fast(big_run):
 
 
 @pytest.fixture(scope="module")
-def real_runs(tmp_path_factory) -> dict[str, Path]:
-    """Two real `raftkit align` runs (RAFT with a held-out evaluation, GRPO) on a tiny model built here."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from raftkit.models import default_model_path
-
+def real_runs(tmp_path_factory, tiny_model_path) -> dict[str, Path]:
+    """Two real `raftkit align` runs (RAFT with a held-out evaluation, GRPO) on the tiny model."""
     root = tmp_path_factory.mktemp("real")
-    model = root / "tiny-model"
-    tok = AutoTokenizer.from_pretrained(default_model_path())
-    torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                                 num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                 max_position_embeddings=1024,
-                                 bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                 tie_word_embeddings=True)).save_pretrained(model)
-    tok.save_pretrained(model)
     runs = {}
     for algo, extra in (("raft", ["--heldout", "2", "--eval-samples", "1"]), ("grpo", ["--heldout", "0"])):
         runs[algo] = root / algo
         result = CliRunner().invoke(main, [
-            "align", "--algo", algo, "--model", str(model), "--sampler", "hf", "--iterations", "2",
+            "align", "--algo", algo, "--model", tiny_model_path, "--sampler", "hf", "--iterations", "2",
             "--prompts-per-iteration", "2", "--k", "2", "--max-new-tokens", "8", "--reward", "emoji",
             "--reward", "length", "--output", str(runs[algo]), *extra], catch_exceptions=False)
         assert result.exit_code == 0, result.output

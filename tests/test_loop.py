@@ -97,27 +97,10 @@ def test_rollout_records():
 
 
 @pytest.fixture(scope="module")
-def tiny_policy(tmp_path_factory):
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from raftkit.models import default_model_path
+def tiny_policy(tiny_model_path):
     from raftkit.policy import Policy
 
-    path = tmp_path_factory.mktemp("tiny")
-    tok = AutoTokenizer.from_pretrained(default_model_path())
-    torch.manual_seed(0)
-    LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-        )
-    ).save_pretrained(path)
-    tok.save_pretrained(path)
-    return Policy(str(path), bf16=False)
+    return Policy(tiny_model_path, bf16=False)
 
 
 def test_checkpoint_round_trip_and_a_killed_swap(tiny_policy, tmp_path):

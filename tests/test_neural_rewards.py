@@ -3,44 +3,34 @@
 from __future__ import annotations
 
 import pytest
+from conftest import tiny_llama_config
 
 from raftkit import RewardError, RewardStack
 from raftkit.registry import RegistryError
 
 
 @pytest.fixture(scope="module")
-def tiny_reward_model(tmp_path_factory):
+def tiny_reward_model(tmp_path_factory, default_tokenizer):
     """A tiny LlamaForSequenceClassification (num_labels=1) with the bundled tokenizer, saved like a real one.
 
     Saved without a pad_token_id, as many reward models are: the plugin must set it itself.
     """
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+    from transformers import LlamaForSequenceClassification
 
-    from raftkit.models import default_model_path
-
-    tokenizer = AutoTokenizer.from_pretrained(str(default_model_path()))
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        num_labels=1,
-        pad_token_id=None,
-    )
+    config = tiny_llama_config(default_tokenizer, num_labels=1, pad_token_id=None)
     model = LlamaForSequenceClassification(config)
     path = tmp_path_factory.mktemp("tiny-rm")
     model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    default_tokenizer.save_pretrained(path)
     return str(path)
 
 
 @pytest.mark.slow
 def test_reward_model_scores_at_last_non_pad_token(tiny_reward_model):
     import torch
+
     from raftkit_plugins.neural import _reward_model, reward_model
 
     prompts = ["Q: capital of France?\nA:", "Q: 2+2?\nA:", "日本の首都は？", "Hi"]

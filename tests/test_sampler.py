@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+from conftest import tiny_llama_config
 
 from raftkit.chat import encode_prompt
 from raftkit.rollouts import Rollout
@@ -28,22 +29,17 @@ CHAT = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 @pytest.fixture(scope="module")
-def tokenizer(default_model_path):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(default_model_path)
+def tokenizer(default_tokenizer):
+    return default_tokenizer
 
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory, tokenizer) -> str:
-    """A 2-layer Llama with random weights and the default tokenizer, saved as a model folder."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """The tiny Llama with sharper logits (its own copy: the weights are scaled), saved as a model folder."""
+    from transformers import LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                         tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=2)
-    model = LlamaForCausalLM(config)
+    model = LlamaForCausalLM(tiny_llama_config(tokenizer, pad_token_id=tokenizer.pad_token_id))
     with torch.no_grad():  # larger logits than the default init, so temperature and top-k matter
         model.lm_head.weight.mul_(20)
     path = tmp_path_factory.mktemp("tiny")

@@ -83,31 +83,11 @@ def test_schedule_factors():
 
 
 @pytest.fixture(scope="module")
-def tiny_policy(tmp_path_factory):
-    """A 2-layer Llama with the default tokenizer, loaded through raftkit's Policy."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from raftkit.models import default_model_path
+def tiny_policy(tiny_model_path):
+    """The tiny Llama with the default tokenizer, loaded through raftkit's Policy."""
     from raftkit.policy import Policy
 
-    path = tmp_path_factory.mktemp("tiny")
-    tok = AutoTokenizer.from_pretrained(default_model_path())
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=256,
-            eos_token_id=tok.eos_token_id,
-        )
-    )
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return Policy(str(path), bf16=False)
+    return Policy(tiny_model_path, bf16=False)
 
 
 def _completion_logprob(policy, ex):
