@@ -78,25 +78,56 @@ def emoticons(text: str) -> list[str]:
     return _EMOTICON.findall(text)
 
 
-@filter(name="emoticon_flood", description="Emoticons (:) ;) :D ^_^ …) beyond `threshold` (seed 003).")
-def emoticon_flood(completions: list[Any], *, threshold: int = 2, **kwargs: Any) -> list[int]:
-    """Count the emoticons beyond ``threshold`` in each completion.
+def emoji_runs(text: str) -> list[int]:
+    """Lengths of the runs of emojis in ``text`` (emojis separated by nothing but spaces form one run).
+
+    >>> emoji_runs("Paris 🇫🇷😊 ... 👏👏👏 👏👏 done 🎉")
+    [2, 5, 1]
+    """
+    import emoji
+
+    runs: list[int] = []
+    end = None
+    for match in emoji.emoji_list(text):
+        if end is not None and not text[end : match["match_start"]].strip():
+            runs[-1] += 1
+        else:
+            runs.append(1)
+        end = match["match_end"]
+    return runs
+
+
+@filter(name="emoticon_flood",
+        description="Emoticons (:) ;) ^_^ …) beyond `threshold`, and runs of over `emoji_run` emojis.")
+def emoticon_flood(completions: list[Any], *, threshold: int = 2, emoji_run: int = 4, **kwargs: Any
+                   ) -> list[int]:
+    """Count the emoticons beyond ``threshold``, plus the emojis beyond ``emoji_run`` in any one run.
 
     After ``#`` was penalised, seed 003's PPO model learned to repeat ``:)``, then ``;)``: a couple of
-    emoticons are fine, a flood is degenerate.
+    emoticons are fine, a flood is degenerate. Emojis are today's emoticons: RAFT on the seed-004
+    rewards turned a small model's answers into "👥👿👁👒💫👤👈👮…", which the capped emoji reward
+    scores at its maximum. Runs up to the emoji reward's default cap (4) are fine.
 
     Args:
         completions: strings or chat messages.
         threshold: how many emoticons are allowed in total.
+        emoji_run: how many emojis in a row are allowed (0: emojis are not counted).
 
     Returns:
-        ``max(0, count - threshold)`` per completion.
+        ``max(0, emoticons - threshold)`` + the emojis beyond ``emoji_run`` in each run, per completion.
 
     Example:
-        >>> emoticon_flood(["Hi :)", "Hi :) :) ;) :D ^_^", "10:30 at http://x"], threshold=2)
-        [0, 3, 0]
+        >>> emoticon_flood(["Hi :)", "Hi :) :) ;) :D ^_^", "10:30 at http://x", "Tofu 🌱😊", "👏👌👏👌👏👏"])
+        [0, 3, 0, 0, 2]
     """
-    return [max(0, len(emoticons(completion_text(c))) - threshold) for c in completions]
+    hits = []
+    for c in completions:
+        text = completion_text(c)
+        flood = max(0, len(emoticons(text)) - threshold)
+        if emoji_run > 0:
+            flood += sum(max(0, run - emoji_run) for run in emoji_runs(text))
+        hits.append(flood)
+    return hits
 
 
 # --------------------------------------------------------------------------- repetition loops

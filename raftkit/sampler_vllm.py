@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import os
 import random
 import time
@@ -21,6 +22,8 @@ import torch
 
 # Must be set before vLLM is imported: the weight sync needs the worker in this process.
 os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+# vLLM's INFO lines (dozens per run) would bury raftkit's own progress; a user's setting wins.
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
 from raftkit.models import resolve_model
 from raftkit.rollouts import Prompt, Rollout
@@ -63,6 +66,10 @@ class VLLMSampler:
     def __init__(self, model: str, *, seed: int = 0, kv_cache_gib: float = 2.0, max_model_len: int = 1024,
                  dtype: str | None = None, **engine_kwargs: Any):
         from vllm import LLM
+
+        # Every weight reload warns "RotaryEmbedding: Failed to load weights": its cos/sin cache is
+        # computed, not a checkpoint tensor, and vLLM puts it back as it was — the right outcome.
+        logging.getLogger("vllm.model_executor.model_loader.reload.layerwise").setLevel(logging.ERROR)
 
         self.model_path = resolve_model(model)
         self.seed = seed

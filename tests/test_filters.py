@@ -111,6 +111,17 @@ def test_repetition_loop_catches_emoji_loops():
     assert repetition_loop(fine) == [0, 0, 0]
 
 
+def test_emoticon_flood_counts_emoji_runs_beyond_the_cap():
+    # Held-out output of a RAFT run on emoji + length before this check existed: emoji strings, no answer.
+    collapsed = ["👥👿👁👒💫👤👈👮", "Namaste.👌👍👏👑👥👦", "安心 👍👏👧 👦👨👩"]
+    assert emoticon_flood(collapsed) == [4, 2, 2]
+    # Answers with up to four emojis in a row, or several short runs, are what the emoji reward asks for.
+    fine = ["Tofu is made from soybeans 🌱😊🎉✨", "🇯🇵 Tokyo 🗼, then Kyoto ⛩️🍵", "🎉 yes 🎉 yes 🎉 yes 🎉"]
+    assert emoticon_flood(fine) == [0, 0, 0]
+    assert emoticon_flood(collapsed, emoji_run=0) == [0, 0, 0]
+    assert emoticon_flood(["👏👏👏👏👏👏"], emoji_run=5) == [1]
+
+
 def test_repetition_loop_threshold_and_guards():
     assert repetition_loop(["I think I think"], min_repeats=3) == [0]
     assert repetition_loop(["I think I think"], min_repeats=2) == [1]
