@@ -96,6 +96,19 @@ def select_local(
     return sorted(chosen)
 
 
+def ineligible(scores: Any) -> list[bool]:
+    """Samples RAFT must never train on: dropped ones, and any a filter hit.
+
+    RAFT imitates what it selects, so a degenerate sample is never "the best" of its prompt, even when
+    every sample of that prompt was penalised (the penalty only orders samples; it cannot make imitating
+    one safe). The prompt then contributes nothing. GRPO, which also learns from bad samples, uses the
+    penalty as a negative reward instead.
+    """
+    return [
+        scores.dropped[i] or any(hits[i] for hits in scores.hits.values()) for i in range(len(scores.total))
+    ]
+
+
 def select_top(totals: Sequence[float], dropped: Sequence[bool], fraction: float) -> list[int]:
     """Indices of the best ``round(fraction * n)`` of all n samples (at least one), ascending.
 
@@ -168,7 +181,8 @@ class RAFT:
     def update(self, batch: Batch, rollouts: list[Rollout], scores: Any, iteration: int) -> StepResult:
         from raftkit import sft
 
-        chosen = self.select(rollouts, scores.total, scores.dropped)
+        excluded = ineligible(scores)
+        chosen = self.select(rollouts, scores.total, excluded)
         if self._optimizer is None:  # kept between iterations for its memory; its state is reset each time
             self._optimizer = sft.make_optimizer(
                 self.policy.trainable_parameters(), self.lr, self.config.weight_decay
@@ -200,7 +214,7 @@ class RAFT:
         picked = set(chosen)
         metrics = {
             "n_selected": len(chosen),
-            "n_empty_prompts": empty_groups([r.prompt_index for r in rollouts], scores.dropped),
+            "n_empty_prompts": empty_groups([r.prompt_index for r in rollouts], excluded),
             "n_skipped_prompts": len(self.skipped),
             "selected/hinted_share": (sum(rollouts[i].hinted for i in chosen) / len(chosen))
             if chosen

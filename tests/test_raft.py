@@ -10,6 +10,7 @@ from raftkit.raft import (
     RaftConfig,
     empty_groups,
     hinted_count,
+    ineligible,
     resolve_hint,
     select_local,
     select_top,
@@ -222,3 +223,20 @@ def test_stray_hash_filter_keeps_hash_out_of_the_selection():
             stray = [completions[i] for i in chosen if scores.hits["stray_hash"][i]]
             assert stray == [], f"{action}: selected {stray}"
             assert chosen, "something must still be selected"
+
+
+def test_a_prompt_whose_samples_all_hit_a_filter_contributes_nothing():
+    # With action=penalty the hit samples still have a total (-1); local ranking alone would pick the best
+    # of them. RAFT imitates what it selects, so ineligible() keeps every filtered sample out.
+    registry = load_registry()
+    registry.add(info_for(likes_hash, plugin="test"))
+    completions = ["Paris ###", "Paris # #", "Tokyo is big.", "Tokyo # big"]
+    groups = [0, 0, 1, 1]
+    stack = RewardStack.build(["likes_hash"], ["stray_hash"], registry=registry)
+    scores = stack.score(["q0", "q0", "q1", "q1"], completions)
+    assert scores.total[:2] == [-1.0, -1.0] and scores.dropped == [False] * 4
+    assert select_local(scores.total, groups, scores.dropped) == [0, 2]  # the penalised "best" of prompt 0
+    excluded = ineligible(scores)
+    assert excluded == [True, True, False, True]
+    assert select_local(scores.total, groups, excluded) == [2]
+    assert empty_groups(groups, excluded) == 1
