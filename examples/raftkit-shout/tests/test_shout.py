@@ -3,10 +3,10 @@
 import math
 
 import pytest
-from raftkit_shout import shout
 
 from raftkit import RewardStack, load_registry
 from raftkit.registry import RegistryError
+from raftkit_shout import shout
 
 
 def test_caps_share_of_upper_case_letters():
