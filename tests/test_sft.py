@@ -83,11 +83,25 @@ def test_schedule_factors():
 
 
 @pytest.fixture(scope="module")
-def tiny_policy(tiny_model_path):
-    """The tiny Llama with the default tokenizer, loaded through raftkit's Policy."""
+def tiny_policy(tmp_path_factory, default_tokenizer):
+    """A tiny Llama with untied embeddings, loaded through raftkit's Policy.
+
+    Untied on purpose: with tied input/output embeddings, large steps on one completion move every
+    token's logits through the shared matrix, and the "only trains on it" check below would measure that
+    coupling rather than the loss mask.
+    """
+    import torch
+    from conftest import tiny_llama_config
+    from transformers import LlamaForCausalLM
+
     from raftkit.policy import Policy
 
-    return Policy(tiny_model_path, bf16=False)
+    path = tmp_path_factory.mktemp("tiny-untied")
+    torch.manual_seed(0)
+    config = tiny_llama_config(default_tokenizer, tie_word_embeddings=False, max_position_embeddings=256)
+    LlamaForCausalLM(config).save_pretrained(path)
+    default_tokenizer.save_pretrained(path)
+    return Policy(str(path), bf16=False)
 
 
 def _completion_logprob(policy, ex):
