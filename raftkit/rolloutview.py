@@ -8,7 +8,6 @@ name the file and line, never raised; a last line still being written is skipped
 from __future__ import annotations
 
 import heapq
-import json
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -158,29 +157,8 @@ def iter_samples(path: Path, problems: list[rundir.BadLine] | None = None,
     A last line without its newline is a record still being written and is skipped. ``filter_names``
     tells filter hit counts from rewards in flat records (see ``normalise``).
     """
-    try:
-        f = open(path, encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return
-    position = 0
-    with f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.endswith("\n"):
-                break  # unfinished: the writer is still on it
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                if problems is not None:
-                    problems.append(rundir.BadLine(Path(path), lineno, f"not valid JSON ({e.msg}); skipped"))
-                continue
-            if not isinstance(record, dict):
-                if problems is not None:
-                    problems.append(rundir.BadLine(Path(path), lineno, "not a JSON object; skipped"))
-                continue
-            yield normalise(record, position, lineno, filter_names)
-            position += 1
+    for position, (lineno, record) in enumerate(rundir.read_jsonl_lines(path, problems)):
+        yield normalise(record, position, lineno, filter_names)
 
 
 def rollouts_path(root: Path, iteration: int) -> Path:

@@ -76,30 +76,40 @@ class BadLine:
         return f"{self.path}:{self.line}: {self.error}"
 
 
-def read_jsonl(path: Path, problems: list[BadLine] | None = None) -> Iterator[dict[str, Any]]:
-    """Yield the complete, valid JSON records of a file; bad lines go to ``problems``, never raise.
+def read_jsonl_lines(path: Path, problems: list[BadLine] | None = None
+                     ) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Stream ``(line number, record)`` for the complete, valid JSON records of a file; bad lines go to
+    ``problems`` and are skipped, never raised. Reads line by line, so a 2,000-rollout file costs no more
+    memory than its largest record.
 
     A last line without its newline is a record still being written and is skipped silently.
     """
     try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
+        f = open(path, encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return
-    lines = text.split("\n")
-    complete = lines[:-1]  # whatever follows the last newline is unfinished
-    for number, line in enumerate(complete, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            if problems is not None:
-                problems.append(BadLine(Path(path), number, f"not valid JSON ({e.msg})"))
-            continue
-        if not isinstance(record, dict):
-            if problems is not None:
-                problems.append(BadLine(Path(path), number, "not a JSON object"))
-            continue
+    with f:
+        for number, line in enumerate(f, start=1):
+            if not line.endswith("\n"):
+                break  # unfinished: the writer is still on it
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                if problems is not None:
+                    problems.append(BadLine(Path(path), number, f"not valid JSON ({e.msg}); skipped"))
+                continue
+            if not isinstance(record, dict):
+                if problems is not None:
+                    problems.append(BadLine(Path(path), number, "not a JSON object; skipped"))
+                continue
+            yield number, record
+
+
+def read_jsonl(path: Path, problems: list[BadLine] | None = None) -> Iterator[dict[str, Any]]:
+    """The records of ``read_jsonl_lines`` without their line numbers."""
+    for _, record in read_jsonl_lines(path, problems):
         yield record
 
 
