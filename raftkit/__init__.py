@@ -2,7 +2,7 @@
 
 from raftkit.hookspecs import hookimpl
 from raftkit.registry import filter, load_registry, reward
-from raftkit.rewards import RewardError, RewardSpec, RewardStack, Scores
+from raftkit.rewards import RewardError, RewardSpec, RewardStack, Scores, completion_text
 
 __version__ = "0.1.0"
 
@@ -12,6 +12,7 @@ __all__ = [
     "RewardStack",
     "Scores",
     "__version__",
+    "completion_text",
     "filter",
     "hookimpl",
     "load_registry",

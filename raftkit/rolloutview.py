@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from raftkit import rundir
+from raftkit.rewards import completion_text
 from raftkit.runview import InspectError, number
 from raftkit.text import distinct_n
 
@@ -48,15 +49,6 @@ def prompt_text(prompt: Any) -> str:
                 parts.append(str(m))
         return "\n".join(str(p) for p in parts)
     return "" if prompt is None else str(prompt)
-
-
-def completion_text(completion: Any) -> str:
-    """A completion as text: TRL's chat form ``[{"role": "assistant", "content": ...}]`` is unwrapped."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, list):
-        return "".join(str(m.get("content", "")) if isinstance(m, dict) else str(m) for m in completion)
-    return "" if completion is None else str(completion)
 
 
 # --------------------------------------------------------------------------- records and iterations
