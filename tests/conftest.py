@@ -6,7 +6,9 @@ tiny_llama_config`) for the tests that need a tiny model with settings of their 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import types
 from typing import TYPE_CHECKING
 
 # Before anything imports vLLM: the engine must run in this process (weight sync), with a small KV cache.
@@ -98,3 +100,25 @@ def hf_sampler(default_model_path):
     sampler = HFSampler(default_model_path, seed=0)
     yield sampler
     sampler.close()
+
+
+@contextlib.contextmanager
+def inline_plugin(*fns, name: str = "inline-test", hook=None):
+    """Register ``fns`` (or a custom ``hook`` implementation) as a plugin for the duration of a ``with``
+    block, unregistering it in ``finally`` (llm's pattern), so one test's rewards never leak into another's
+    registry. Yields the plugin module."""
+    from raftkit.hookspecs import hookimpl
+    from raftkit.registry import plugin_manager
+
+    module = types.ModuleType(name)
+
+    def register_rewards(register):
+        for fn in fns:
+            register(fn)
+
+    module.register_rewards = hookimpl(hook or register_rewards)
+    plugin_manager().register(module, name=name)
+    try:
+        yield module
+    finally:
+        plugin_manager().unregister(name=name)

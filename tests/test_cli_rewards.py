@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
 import json
 import math
 import time
-import types
 
 import pytest
 from click.testing import CliRunner
+from conftest import inline_plugin
 
-from raftkit import hookimpl
 from raftkit.cli import main
 from raftkit.registry import plugin_manager
 
@@ -39,20 +37,6 @@ def jsonl(tmp_path):
     return str(path)
 
 
-@contextlib.contextmanager
-def inline_plugin(*fns, name="cli-test"):
-    module = types.ModuleType(name)
-
-    def register_rewards(register):
-        for fn in fns:
-            register(fn)
-
-    module.register_rewards = hookimpl(register_rewards)
-    plugin_manager().register(module, name=name)
-    try:
-        yield
-    finally:
-        plugin_manager().unregister(name=name)
 
 
 # --------------------------------------------------------------------------- raftkit rewards

@@ -3,34 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
-import types
 
 import pytest
-from conftest import tiny_llama_config
+from conftest import inline_plugin, tiny_llama_config
 
-from raftkit import RewardError, RewardStack, hookimpl
+from raftkit import RewardError, RewardStack
 from raftkit import filter as raftkit_filter
-from raftkit.registry import plugin_manager
 from raftkit.rollouts import Batch, Rollout
-
-
-@contextlib.contextmanager
-def inline_plugin(*fns, name="contract-test"):
-    module = types.ModuleType(name)
-
-    def register_rewards(register):
-        for fn in fns:
-            register(fn)
-
-    module.register_rewards = hookimpl(register_rewards)
-    plugin_manager().register(module, name=name)
-    try:
-        yield
-    finally:
-        plugin_manager().unregister(name=name)
 
 
 def stack_of(*fns, rewards, filters=(), timeout=10.0):

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
 import re
-import types
 from pathlib import Path
 from typing import Annotated, Literal
 
 import pytest
+from conftest import inline_plugin
 
-from raftkit import hookimpl, reward
+from raftkit import reward
 from raftkit.registry import RegistryError, info_for, load_registry, plugin_manager
 from raftkit.rewards import RewardSpec, RewardStack
 
@@ -19,22 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 BUILTIN_PLUGINS = ("raftkit:rules", "raftkit:filters", "raftkit:neural")
 
 
-@contextlib.contextmanager
-def inline_plugin(*fns, name="inline-test", hook=None):
-    """Register a plugin module for the duration of a test, and always unregister it (llm's pattern)."""
-    module = types.ModuleType(name)
-
-    def register_rewards(register):
-        for fn in fns:
-            register(fn)
-
-    module.register_rewards = hookimpl(hook or register_rewards)
-    pm = plugin_manager()
-    pm.register(module, name=name)
-    try:
-        yield module
-    finally:
-        pm.unregister(name=name)
 
 
 @pytest.fixture
