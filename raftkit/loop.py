@@ -42,7 +42,6 @@ from raftkit.metrics import iteration_metrics, rollout_records, summary_line
 
 CHECKPOINT_STATE = "state.pt"
 CHECKPOINT_WEIGHTS = "policy.pt"
-CHECKPOINT_MARKER = "state.json"
 
 
 class RunError(RuntimeError):
@@ -139,25 +138,10 @@ def save_checkpoint(root: Path, policy: Any, algorithm: Any, iteration: int) -> 
     torch.save(weights, tmp / CHECKPOINT_WEIGHTS)
     state = {"algorithm_state": algorithm.state_dict(), "rng": rng_state()}
     torch.save(state, tmp / CHECKPOINT_STATE)
-    # state.json last: its presence marks the folder complete (rundir.latest_checkpoint relies on it).
+    # The marker last: its presence marks the folder complete (rundir.latest_checkpoint relies on it).
     marker = {"iteration": iteration, "algorithm": algorithm.name, "time": time.time()}
-    rundir.atomic_write_text(tmp / CHECKPOINT_MARKER, json.dumps(marker))
+    rundir.atomic_write_text(tmp / rundir.CHECKPOINT_MARKER, json.dumps(marker))
     rundir.replace_dir(tmp, rundir.checkpoint_path(root))
-
-
-def find_checkpoint(root: Path) -> tuple[Path, dict[str, Any]] | None:
-    """The newest complete checkpoint folder and its marker, also when a kill interrupted the swap itself
-    (then the new folder may still be checkpoint.tmp and the previous one checkpoint.old)."""
-    best: tuple[Path, dict[str, Any]] | None = None
-    final = rundir.checkpoint_path(root)
-    for d in (final, root / "checkpoint.tmp", final.with_name(final.name + ".old")):
-        try:
-            marker = json.loads((d / CHECKPOINT_MARKER).read_text())
-        except (OSError, ValueError):
-            continue
-        if best is None or marker["iteration"] > best[1]["iteration"]:
-            best = (d, marker)
-    return best
 
 
 def load_checkpoint(path: Path, marker: dict[str, Any], policy: Any, algorithm: Any) -> int:
@@ -286,7 +270,7 @@ def run(
         # 4. Resume: restore the newest complete checkpoint and drop any iteration it does not cover.
         start = 1
         if resume:
-            found = find_checkpoint(root)
+            found = rundir.latest_checkpoint(root)
             done = load_checkpoint(*found, policy, algorithm) if found is not None else None
             writer = rundir.RunWriter.resume(root, done)
             writer.info["iterations_planned"] = cfg.iterations

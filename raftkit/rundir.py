@@ -209,19 +209,31 @@ class RunWriter:
         self._save_info()
 
 
-def latest_checkpoint(root: str | os.PathLike) -> Path | None:
-    """The newest complete checkpoint folder, or None. A kill in the middle of ``replace_dir`` leaves
-    the previous checkpoint as ``checkpoint.old``, which is then the newest complete one."""
-    for candidate in (Path(root) / "checkpoint", Path(root) / "checkpoint.old"):
-        if (candidate / "state.json").is_file():
-            return candidate
-    return None
+CHECKPOINT_MARKER = "state.json"  # written last into a checkpoint folder: its presence marks it complete
+
+
+def latest_checkpoint(root: str | os.PathLike) -> tuple[Path, dict[str, Any]] | None:
+    """The newest complete checkpoint folder and its marker, or None.
+
+    Also right after a kill inside ``replace_dir``: the new folder may then still be ``checkpoint.tmp``
+    and the previous one ``checkpoint.old``; whichever complete one has the higher iteration wins.
+    """
+    best: tuple[Path, dict[str, Any]] | None = None
+    final = checkpoint_path(root)
+    for d in (final, final.with_name(final.name + ".tmp"), final.with_name(final.name + ".old")):
+        try:
+            marker = json.loads((d / CHECKPOINT_MARKER).read_text())
+        except (OSError, ValueError):
+            continue
+        if best is None or marker["iteration"] > best[1]["iteration"]:
+            best = (d, marker)
+    return best
 
 
 def replace_dir(tmp: Path, final: Path) -> None:
     """Swap a fully written folder into place; the old one is removed only after the new one exists.
 
-    A checkpoint folder counts as complete when its ``state.json`` exists: write that file last.
+    A checkpoint folder counts as complete when its ``CHECKPOINT_MARKER`` exists: write that file last.
     """
     old = final.with_name(final.name + ".old")
     shutil.rmtree(old, ignore_errors=True)

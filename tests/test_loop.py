@@ -9,7 +9,7 @@ import random
 import pytest
 import torch
 
-from raftkit import loop
+from raftkit import loop, rundir
 from raftkit.metrics import iteration_metrics, mean_std, rollout_records, summary_line
 from raftkit.raft import RAFT, RaftConfig
 from raftkit.rewards import Scores
@@ -114,7 +114,7 @@ def test_checkpoint_round_trip_and_a_killed_swap(tiny_policy, tmp_path):
     with torch.no_grad():
         weight.add_(1.0)
     random.seed(99)
-    path, marker = loop.find_checkpoint(tmp_path)
+    path, marker = rundir.latest_checkpoint(tmp_path)
     assert loop.load_checkpoint(path, marker, tiny_policy, algo) == 1
     assert torch.equal(weight, original)
     assert random.random() == expected_draw
@@ -127,11 +127,11 @@ def test_checkpoint_round_trip_and_a_killed_swap(tiny_policy, tmp_path):
     # A kill inside the swap (after checkpoint -> checkpoint.old, before checkpoint.tmp -> checkpoint):
     # the complete newer folder is still the one found.
     (tmp_path / "checkpoint").rename(tmp_path / "checkpoint.tmp")
-    path, marker = loop.find_checkpoint(tmp_path)
+    path, marker = rundir.latest_checkpoint(tmp_path)
     assert path.name == "checkpoint.tmp" and marker["iteration"] == 2
     # A half-written folder (no state.json yet) never counts.
     (path / "state.json").unlink()
-    assert loop.find_checkpoint(tmp_path) is None
+    assert rundir.latest_checkpoint(tmp_path) is None
 
 
 def test_keep_copy_links_the_checkpoint(tiny_policy, tmp_path):
