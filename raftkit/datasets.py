@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from raftkit.rewards import STACK_ARGUMENTS
 from raftkit.rollouts import Batch, Prompt
 
 BUNDLED = "bundled"
@@ -27,7 +28,9 @@ BUNDLED_FILE = "prompts.jsonl"
 HELDOUT = "heldout"  # the value of the `split` column that marks a held-out row
 FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 # The reward stack passes these itself; a column of the same name would silently replace them.
-RESERVED_COLUMNS = ("prompts", "completions", "completion_ids")
+# Checked at load time to fail before any model loads; RewardStack.score enforces the same at call time.
+# completion_ids too: the loop always passes the sampled ids under that name.
+RESERVED_COLUMNS = (*STACK_ARGUMENTS, "completion_ids")
 
 
 class DatasetError(ValueError):

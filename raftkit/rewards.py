@@ -30,6 +30,8 @@ from raftkit.rollouts import Batch, Rollout
 FILTER_ACTIONS = ("penalty", "drop")
 DEFAULT_PENALTY = -1.0
 DEFAULT_TIMEOUT = 60.0
+# The arguments every reward call gets from the stack itself; no dataset column may take these names.
+STACK_ARGUMENTS = ("prompts", "completions")
 
 
 class RewardError(RuntimeError):
@@ -245,6 +247,11 @@ class RewardStack:
     ) -> Scores:
         """Score n samples. ``columns`` and ``extra`` hold one value per sample, passed as kwargs."""
         n = len(completions)
+        if clash := sorted(c for c in columns or {} if c in STACK_ARGUMENTS or c in extra):
+            # Checked here, where the call is built: a column named like an argument would silently
+            # replace what every reward receives.
+            raise RewardError(f"column(s) {clash} have the names of arguments the reward call gets from "
+                              "raftkit itself; rename them")
         kwargs: dict[str, Any] = {**(columns or {}), **extra}
         for key, values in kwargs.items():
             if len(values) != n:

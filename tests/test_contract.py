@@ -347,3 +347,14 @@ def test_trl_grpo_trainer_runs_raftkit_rewards(tmp_path, default_tokenizer):
     assert got[:, 2].tolist() == ours.hits["stray_hash"] == [1, 0]
     trainer.train()
     assert "rewards/length/mean" in trainer.state.log_history[0]
+
+
+def test_a_column_named_like_a_stack_argument_is_refused_not_silently_used():
+    # Checked where the call is built: otherwise this column would replace the prompts every reward sees.
+    stack = RewardStack.build(["length"])
+    with pytest.raises(RewardError, match=r"\['prompts'\].*rename"):
+        stack.score(["q"], ["a"], {"prompts": ["other"]})
+    with pytest.raises(RewardError, match=r"\['completion_ids'\].*rename"):
+        stack.score(["q"], ["a"], {"completion_ids": [[1]]}, completion_ids=[[2]])
+    # Without a clash, a completion_ids column is an ordinary column (raftkit score documents it).
+    assert len(stack.score(["q"], ["a"], {"completion_ids": [[1]]})) == 1

@@ -21,7 +21,7 @@ from typing import Any
 import click
 
 from raftkit.registry import RegistryError
-from raftkit.rewards import DEFAULT_TIMEOUT, RewardError, RewardStack, Scores
+from raftkit.rewards import DEFAULT_TIMEOUT, STACK_ARGUMENTS, RewardError, RewardStack, Scores
 
 # Varied on purpose: each one has tripped up some reward (empty text, no spaces, code, emoticons,
 # a self-dialogue leak, and a 2,000-token loop that would stall a backtracking regex).
@@ -113,7 +113,7 @@ def rows_to_batch(rows: list[dict[str, Any]], prompt_column: str, completion_col
             c = [{"role": "assistant", "content": c}]
         completions.append(c)
     columns = {k: [r.get(k) for r in rows] for k in names if k not in (prompt_column, completion_column)}
-    for reserved in ("prompts", "completions"):
+    for reserved in STACK_ARGUMENTS:
         if reserved in columns:
             raise click.ClickException(
                 f"{source}: a column may not be called '{reserved}' (the reward contract's own argument)")
