@@ -216,20 +216,188 @@ def self_dialogue(completions: list[Any], **kwargs: Any) -> list[int]:
     return out
 
 
+# --------------------------------------------------------------------------- emoji-era reward hacks
+
+# An @mention (an email's '@' follows a word character, so "a@b.com" is not one) or a #hashtag (a '#'
+# then a letter: "#12" is a number, "C#" and "&#x27;" follow a character). After '@', '#', '&' or '/'
+# nothing counts: "###Human", HTML entities and URLs ("x.com/#top") are not handles.
+_HANDLE = re.compile(r"(?<![\w@#&/])(?:@\w+|#[^\W\d_]\w*)")
+# U+FFFD (what a decoder writes for bytes it cannot read, e.g. a character cut at max_new_tokens) and
+# surrogate code points, which no valid UTF-8 decodes to.
+_BROKEN = re.compile(r"[\ufffd\ud800-\udfff]")
+_CONTENT_CHAR = re.compile(r"[^\W_]")  # a letter or digit of any script
+# A word: 2+ letters, or one CJK ideograph / kana / hangul syllable ("水", "は"), or a digit ("7").
+_CJK_WORD = "\u3041-\u3096\u30a1-\u30fa\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9d"
+_WORD = re.compile(rf"[^\W\d_]{{2,}}|[{_CJK_WORD}]|\d")
+
+
+def _split_emojis(text: str) -> tuple[str, int]:
+    """``text`` with every emoji replaced by a space, and the number of emojis (a flag or a ZWJ family
+    counts once)."""
+    import emoji
+
+    found = emoji.emoji_list(text)
+    if not found:
+        return text, 0
+    parts, end = [], 0
+    for match in found:
+        parts.append(text[end : match["match_start"]])
+        end = match["match_end"]
+    parts.append(text[end:])
+    return " ".join(parts), len(found)
+
+
+def prompt_text(prompt: Any) -> str:
+    """The text of a prompt: a string, or every message's content (system and user turns alike).
+
+    >>> prompt_text([{"role": "system", "content": "Sign as @bot."}, {"role": "user", "content": "Hi"}])
+    'Sign as @bot.\\nHi'
+    """
+    if isinstance(prompt, dict):
+        prompt = [prompt]
+    if isinstance(prompt, list | tuple):
+        return "\n".join(completion_text([m]) for m in prompt if isinstance(m, dict))
+    return completion_text(prompt)
+
+
+@filter(name="emoji_density",
+        description="Emojis over `max_share` of the letters, digits and emojis (emoji strings, no answer).")
+def emoji_density(completions: list[Any], *, max_share: float = 0.4, min_chars: int = 10, **kwargs: Any
+                  ) -> list[int]:
+    """1 when emojis make up more than ``max_share`` of a completion's content: its emojis plus its
+    letters and digits outside @mentions and #hashtags (each emoji counts as one character, a flag or a
+    ZWJ sequence too; spaces and punctuation do not count).
+
+    A short answer with a few emojis ("Tokyo 🗼🍣😊": 3 of 8) is what an emoji reward asks for, so a
+    completion with fewer than ``min_chars`` such characters is hit only when it is all emojis.
+
+    Args:
+        completions: strings or chat messages.
+        max_share: the largest share of emojis allowed, in (0, 1] (1: never hit).
+        min_chars: below this many letters, digits and emojis, only an all-emoji completion is hit.
+
+    Returns:
+        1 for an emoji-dominated completion, else 0.
+
+    Example:
+        >>> emoji_density(["Tokyo 🗼🍣😊", "👏👌👏🎉", "👘👊 @LuminousLights👘👊 @HuggingFace👘👊 @SmolLM"])
+        [0, 1, 1]
+    """
+    if not 0 < max_share <= 1:
+        raise ValueError(f"emoji_density: max_share must be in (0, 1], got {max_share}")
+    if min_chars < 0:
+        raise ValueError(f"emoji_density: min_chars must be at least 0, got {min_chars}")
+    out = []
+    for c in completions:
+        text, n_emojis = _split_emojis(completion_text(c))
+        content = len(_CONTENT_CHAR.findall(_HANDLE.sub(" ", text)))
+        total = n_emojis + content
+        share = n_emojis / total if total else 0.0
+        out.append(int(share > max_share and (total >= min_chars or content == 0)))
+    return out
+
+
+@filter(name="mention_spam",
+        description="@mentions beyond `allowed` and #hashtags beyond `allowed_hashtags` not in the prompt.")
+def mention_spam(completions: list[Any], *, allowed: int = 0, allowed_hashtags: int = 1,
+                 prompts: list[Any] | None = None, **kwargs: Any) -> list[int]:
+    """Count the @mentions and #hashtags a completion invents: handles outside code that the prompt
+    does not contain (compared ignoring case), every occurrence counted.
+
+    A factual answer has no reason to @ anyone, so no mention is allowed by default; one hashtag is,
+    because "#include" or "#python" in prose reads just like one (``stray_hash`` counts every glued
+    ``#`` anyway). An email address (``a@b.com``) and a number (``#12``) are not handles.
+
+    Args:
+        completions: strings or chat messages.
+        allowed: how many invented @mentions are allowed.
+        allowed_hashtags: how many invented #hashtags are allowed.
+        prompts: the prompts (strings or chat messages), one per completion, as the stack passes them;
+            their handles are allowed in the completion.
+
+    Returns:
+        ``max(0, mentions - allowed) + max(0, hashtags - allowed_hashtags)`` per completion.
+
+    Example:
+        >>> mention_spam(["Paris 👔 @Français @BienFrastructure", "Mail a@b.com", "@user said hi"],
+        ...              prompts=["Capital?", "Contact?", "What did @user say?"])
+        [2, 0, 0]
+    """
+    if allowed < 0:
+        raise ValueError(f"mention_spam: allowed must be at least 0, got {allowed}")
+    if allowed_hashtags < 0:
+        raise ValueError(f"mention_spam: allowed_hashtags must be at least 0, got {allowed_hashtags}")
+    prompts = [None] * len(completions) if prompts is None else prompts
+    out = []
+    for c, p in zip(completions, prompts, strict=True):
+        known = {h.casefold() for h in _HANDLE.findall(prompt_text(p))}
+        text = _INLINE_CODE.sub(" ", _FENCE.sub("\n", completion_text(c)))
+        new = [h for h in _HANDLE.findall(text) if h.casefold() not in known]
+        tags = sum(h.startswith("#") for h in new)
+        out.append(max(0, len(new) - tags - allowed) + max(0, tags - allowed_hashtags))
+    return out
+
+
+@filter(name="broken_char", description="U+FFFD replacement characters and surrogates (a cut character).")
+def broken_char(completions: list[Any], **kwargs: Any) -> list[int]:
+    """Count broken characters: U+FFFD (bytes the tokenizer could not decode, typically a multi-byte
+    character cut at ``max_new_tokens``) and surrogate code points (never valid text).
+
+    Args:
+        completions: strings or chat messages.
+
+    Returns:
+        the number of broken characters per completion.
+
+    Example:
+        >>> broken_char(["@GreenhouseSpread\\ufffd", "Paris 🗼", "\\ud83d"])
+        [1, 0, 1]
+    """
+    return [len(_BROKEN.findall(completion_text(c))) for c in completions]
+
+
+@filter(name="no_words", description="No word at all once emojis, handles and punctuation are removed.")
+def no_words(completions: list[Any], **kwargs: Any) -> list[int]:
+    """1 when a completion says nothing: no run of 2+ letters, no CJK ideograph, kana or hangul (one is a
+    word: "水"), no digit (a bare "7" answers "how many days in a week") outside emojis and
+    @mentions/#hashtags. An empty or whitespace-only completion is hit too.
+
+    Args:
+        completions: strings or chat messages.
+
+    Returns:
+        1 for a completion without a word, else 0.
+
+    Example:
+        >>> no_words(["👏👌👏🎉", "🤔 ... !!", "@SmolLM 👘", "", "Paris 🗼", "水", "7"])
+        [1, 1, 1, 1, 0, 0, 0]
+    """
+    out = []
+    for c in completions:
+        text, _ = _split_emojis(completion_text(c))
+        out.append(0 if _WORD.search(_HANDLE.sub(" ", text)) else 1)
+    return out
+
+
 # --------------------------------------------------------------------------- the patterns, for display
 
 # Each filter's pattern that finds the text it counts, keyed by filter name (``raftkit inspect``
 # highlights with these). stray_hash's marks every '#' run, headings and code included (the filter
-# skips those; a reader wants to see them); repetition_loop's is the default `min_repeats` one.
+# skips those; a reader wants to see them); repetition_loop's is the default `min_repeats` one;
+# mention_spam's marks every handle, the prompt's own included. emoji_density and no_words judge a whole
+# completion, so they have no pattern.
 PATTERNS: dict[str, re.Pattern[str]] = {
     "stray_hash": _HASHES,
     "emoticon_flood": _EMOTICON,
     "repetition_loop": _loop_pattern(_MIN_REPEATS),
     "self_dialogue": SELF_DIALOGUE,
+    "mention_spam": _HANDLE,
+    "broken_char": _BROKEN,
 }
 
 
 @hookimpl
 def register_rewards(register):
-    for fn in (stray_hash, emoticon_flood, repetition_loop, self_dialogue):
+    for fn in (stray_hash, emoticon_flood, repetition_loop, self_dialogue, emoji_density, mention_spam,
+               broken_char, no_words):
         register(fn)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from functools import cache, lru_cache
 from typing import Annotated, Any, Literal
 
@@ -272,7 +273,86 @@ def repetition(completions: list[Any], *, n: int = 3, **kwargs: Any) -> list[flo
     return [v + 0.0 for v in out]  # no -0.0 in the logs
 
 
+# --------------------------------------------------------------------------- answer accuracy
+
+_KEYCAP = re.compile("([0-9#*])\ufe0f?\u20e3")  # 7️⃣ -> 7, before emojis are removed
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")  # 3,776 -> 3776; 1,2,3 stays
+# Letters of scripts that put spaces between words (Latin without × and ÷, Greek, Cyrillic) and digits:
+# an answer edge made of one must not touch another ("7" is not in "17", "cat" not in "category"). Not
+# \w, which matches CJK too and would refuse the "7" in "答えは7です".
+_EDGE = "0-9a-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u0370-\u03ff\u0400-\u04ff"
+_EDGE_CHAR = re.compile(f"[{_EDGE}]")
+
+
+def normalize_answer(text: str) -> str:
+    """Text as ``answer_match`` compares it: keycaps to digits, emojis replaced by spaces (an emoji
+    separates words: "7🎉days"), NFKC (full-width digits and letters folded), casefolded, thousands
+    separators removed, whitespace collapsed.
+
+    >>> normalize_answer("富士山は３，７７６ m 🗻")
+    '富士山は3776 m'
+    """
+    text = emoji_lib.replace_emoji(_KEYCAP.sub(r"\1", text), " ")
+    text = _THOUSANDS.sub("", unicodedata.normalize("NFKC", text).casefold())
+    return " ".join(text.split())
+
+
+@lru_cache(maxsize=4096)
+def _answer_pattern(answer: str) -> re.Pattern[str]:
+    # A boundary only on a side whose edge is a letter of a spaced script or a digit (a decimal point
+    # followed by a digit continues a number: "3" is not in "3.5"); CJK edges match as substrings.
+    left = f"(?<![{_EDGE}])(?<!\\d\\.)" if _EDGE_CHAR.match(answer[0]) else ""
+    right = f"(?![{_EDGE}])(?!\\.\\d)" if _EDGE_CHAR.match(answer[-1]) else ""
+    return re.compile(left + re.escape(answer) + right)
+
+
+def _accepted(entry: Any) -> list[str]:
+    if entry is None:
+        return []
+    items = [entry] if isinstance(entry, str) or not isinstance(entry, list | tuple) else entry
+    return [a for a in (normalize_answer(str(x)) for x in items if x is not None) if a]
+
+
+@reward(name="answer_match", description="1.0 if an accepted answer (dataset column `answers`) is present.")
+def answer_match(completions: list[Any], answers: list[Any] | None = None, **kwargs: Any
+                 ) -> list[float | None]:
+    """Whether each completion contains one of its row's accepted answers.
+
+    Both sides are normalised (``normalize_answer``: NFKC, casefold, emojis and thousands separators
+    dropped), so "PARIS 🗼" matches "Paris" and "３,７７６" matches "3776". An answer whose first or last
+    character is a Latin/Greek/Cyrillic letter or a digit must not touch another such character on that
+    side ("7" is not in "17", "cat" is not in "category", "Paris" is not in "Parisian"); a CJK edge
+    needs no boundary ("東京" is in "東京です"), nor does a CJK neighbour block one ("7" is in "答えは7日").
+
+    Args:
+        completions: strings or chat messages.
+        answers: the dataset column of accepted answers, one entry per completion (TRL and the stack
+            pass columns as keyword arguments): a list of strings, a single string, or None / [] for a
+            row without answers. Not a parameter: the column fills it.
+
+    Returns:
+        1.0 if an accepted answer is present, else 0.0; None where the row has no accepted answer, and
+        for every completion when there is no ``answers`` column (left out of the weighted sum).
+
+    Example:
+        >>> answer_match(["A week has 7 days.", "There are 17 days", "一週間は７日です", "Paris"],
+        ...              answers=[["7"], ["7"], ["7", "七"], None])
+        [1.0, 0.0, 1.0, None]
+    """
+    if answers is None:
+        return [None] * len(completions)
+    out: list[float | None] = []
+    for c, entry in zip(completions, answers, strict=True):
+        accepted = _accepted(entry)
+        if not accepted:
+            out.append(None)
+            continue
+        text = normalize_answer(completion_text(c))
+        out.append(1.0 if any(_answer_pattern(a).search(text) for a in accepted) else 0.0)
+    return out
+
+
 @hookimpl
 def register_rewards(register):
-    for fn in (emoji, length, format, keyword, contains, distinct, repetition):
+    for fn in (emoji, length, format, keyword, contains, distinct, repetition, answer_match):
         register(fn)

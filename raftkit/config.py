@@ -28,7 +28,16 @@ import click
 import yaml
 
 # The four built-in degeneracy filters of seed 003's failures: stray '#', ':)' floods, loops, self-dialogue.
-DEFAULT_FILTERS = ("stray_hash", "emoticon_flood", "repetition_loop", "self_dialogue")
+DEFAULT_FILTERS = (
+    "stray_hash",
+    "emoticon_flood",
+    "repetition_loop",
+    "self_dialogue",
+    "emoji_density",
+    "mention_spam",
+    "broken_char",
+    "no_words",
+)
 
 
 class ConfigError(ValueError):
@@ -91,6 +100,8 @@ class AlignConfig:
     """Completions per held-out prompt in the evaluation."""
     eval_temperature: float = 0.7
     """Sampling temperature of the evaluation (0: greedy)."""
+    answer_column: str = "answers"
+    """Dataset column of accepted answers, for the evaluation's answer accuracy (answer_match)."""
     reward_timeout: float = 60.0
     """Seconds a reward may take on one batch before the run stops with an error."""
 

@@ -1,24 +1,59 @@
-"""Before/after evaluation: the base and the trained policy on held-out prompts, with the run's reward stack.
+"""Held-out evaluation: what a model does on prompts it never trained on, measured beside the rewards.
 
-The held-out prompts are never trained on. Each prompt gets a few samples at a low temperature (or one
-greedy completion), from the plain prompt: no exploration hint, so the numbers say what the model now
-does unasked.
+A reward going up is not success: a model can max out an emoji reward by answering in emoji strings.
+So every evaluation measures the *task* with numbers that do not come from the training rewards:
+
+- answer accuracy, the built-in ``answer_match`` reward over the dataset's accepted answers;
+- the share of degenerate completions, by every built-in filter (not only those the run trained with);
+- distinct-2 and mean length;
+
+and, beside them, each configured reward with the share of samples where it is positive. ``alarm``
+compares a trained model's evaluation with its base model's and says plainly when the rewards rose while
+the task got worse. ``raftkit align`` (before/after) and ``raftkit eval`` both use this module.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
-from raftkit.rewards import RewardStack
+from raftkit.rewards import RewardSpec, RewardStack
 from raftkit.rollouts import Batch
 from raftkit.text import distinct_n
 
+ANSWER_REWARD = "answer_match"
+ANSWER_COLUMN = "answers"  # the column answer_match reads
+# The alarm's thresholds: a relative fall in accuracy, and a degenerate share, beyond which a trained
+# model is called wrecked whatever its rewards say.
+ACCURACY_DROP = 0.10
+DEGENERATE_SHARE = 0.05
 N_EXAMPLES = 3
+
+
+def eval_stack(rewards: Sequence[Any], filters: Sequence[Any], timeout: float = 60.0) -> RewardStack:
+    """The stack an evaluation scores with: the given rewards plus ``answer_match``, and every default
+    filter plus the given ones (a filter the run configured keeps its parameters)."""
+    from raftkit.config import DEFAULT_FILTERS
+
+    specs = [RewardSpec.coerce(r) for r in rewards]
+    if ANSWER_REWARD not in {s.name for s in specs}:
+        specs.append(RewardSpec(ANSWER_REWARD))
+    given = [RewardSpec.coerce(f) for f in filters]
+    names = {s.name for s in given}
+    return RewardStack.build(
+        specs, [*given, *(RewardSpec(n) for n in DEFAULT_FILTERS if n not in names)], timeout=timeout
+    )
+
+
+def with_answer_column(batch: Batch, column: str) -> Batch:
+    """The batch with ``column`` handed to rewards as ``answers`` (what ``answer_match`` reads)."""
+    if column == ANSWER_COLUMN or column not in batch.columns:
+        return batch
+    columns = {k: v for k, v in batch.columns.items() if k != ANSWER_COLUMN}
+    columns[ANSWER_COLUMN] = batch.columns[column]
+    return Batch(batch.prompts, columns, batch.indices)
 
 
 def evaluate(
@@ -31,7 +66,11 @@ def evaluate(
     max_new_tokens: int,
     top_p: float = 1.0,
 ) -> dict[str, Any]:
-    """Sample ``samples`` completions per held-out prompt and summarise them with the reward stack."""
+    """Sample ``samples`` completions per prompt from the plain prompt (no hint) and summarise them.
+
+    ``stack`` should come from ``eval_stack`` so that accuracy and degeneracy are measured; a reward
+    named ``answer_match`` becomes ``accuracy`` (None where no prompt has answers).
+    """
     from raftkit.sampler import SamplingParams
 
     start = time.perf_counter()
@@ -41,16 +80,23 @@ def evaluate(
     rollouts = sampler.generate(batch.prompts, samples, params)
     scores = stack.score_rollouts(rollouts, batch)
     n = len(rollouts)
+    rewards = {k: v for k, v in scores.rewards.items() if k != ANSWER_REWARD}
+    correct = scores.rewards.get(ANSWER_REWARD, [None] * n)
+    degenerate = [any(h[i] for h in scores.hits.values()) for i in range(n)]
     out: dict[str, Any] = {
         "prompts": len(batch),
         "samples": n,
         "temperature": temperature,
         "max_new_tokens": max_new_tokens,
-        "rewards": {
-            name: _mean([v for v in values if v is not None]) for name, values in scores.rewards.items()
+        "accuracy": _mean([c for c in correct if c is not None]),
+        "answered_samples": sum(c is not None for c in correct),
+        "rewards": {name: _mean([v for v in values if v is not None]) for name, values in rewards.items()},
+        "positive": {
+            name: _mean([v > 0 for v in values if v is not None]) for name, values in rewards.items()
         },
         "total": _mean(scores.total),
         "filters": {name: _mean([h > 0 for h in hits]) for name, hits in scores.hits.items()},
+        "degenerate": _mean(degenerate),
         "distinct_2": distinct_n([r.completion for r in rollouts], 2),
         "length_chars": _mean([len(r.completion) for r in rollouts]),
         "examples": [],
@@ -58,13 +104,15 @@ def evaluate(
     first: dict[int, int] = {}
     for i, r in enumerate(rollouts):
         first.setdefault(r.prompt_index, i)
-    for p, i in list(first.items()):
+    for p, i in first.items():
         out["examples"].append(
             {
                 "prompt_index": p,
                 "row": batch.indices[p] if p < len(batch.indices) else None,
-                "prompt": _prompt_text(batch.prompts[p]),
+                "prompt": prompt_text(batch.prompts[p]),
                 "completion": rollouts[i].completion,
+                "correct": correct[i],
+                "degenerate": degenerate[i],
                 "total": scores.total[i],
             }
         )
@@ -73,61 +121,54 @@ def evaluate(
 
 
 def compare(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """after - before for every number both have (rewards, total, filter rates, distinct-2, length)."""
-    delta: dict[str, Any] = {"rewards": {}, "filters": {}}
-    for group in ("rewards", "filters"):
+    """after - before for every number both have."""
+    delta: dict[str, Any] = {}
+    for group in ("rewards", "positive", "filters"):
+        delta[group] = {}
         for name, b in before.get(group, {}).items():
             a = after.get(group, {}).get(name)
             if a is not None and b is not None:
                 delta[group][name] = a - b
-    for key in ("total", "distinct_2", "length_chars"):
+    for key in ("accuracy", "total", "degenerate", "distinct_2", "length_chars"):
         if before.get(key) is not None and after.get(key) is not None:
             delta[key] = after[key] - before[key]
     return delta
 
 
-def render(before: dict[str, Any], after: dict[str, Any] | None, console: Console) -> None:
-    """The before/after table and three example completions side by side."""
-    table = Table(
-        title=f"Held-out evaluation ({before['prompts']} prompts x "
-        f"{before['samples'] // max(1, before['prompts'])} samples, T={before['temperature']})"
-    )
-    table.add_column("metric")
-    table.add_column("base", justify="right")
-    if after is not None:
-        table.add_column("trained", justify="right")
-        table.add_column("change", justify="right")
+def alarm(before: dict[str, Any] | None, after: dict[str, Any]) -> list[str]:
+    """Plain sentences saying why a trained model looks wrecked; empty when nothing is wrong.
 
-    def row(label: str, b: float | None, a: float | None, fmt: str = "{:.3f}") -> None:
-        cells = [label, _fmt(b, fmt)]
-        if after is not None:
-            change = None if a is None or b is None else a - b
-            cells += [_fmt(a, fmt), _fmt(change, fmt.replace("{:", "{:+"))]
-        table.add_row(*cells)
-
-    after_ = after or {}
-    for name, b in before["rewards"].items():
-        row(f"reward {name}", b, after_.get("rewards", {}).get(name))
-    row("reward total", before["total"], after_.get("total"))
-    for name, b in before["filters"].items():
-        row(f"filter {name} rate", b, after_.get("filters", {}).get(name), "{:.1%}")
-    row("distinct-2", before["distinct_2"], after_.get("distinct_2"))
-    row("length (chars)", before["length_chars"], after_.get("length_chars"), "{:.1f}")
-    console.print(table)
-    if after is None:
-        return
-    examples = Table(title="Examples (held-out prompts)", show_lines=True)
-    examples.add_column("prompt", ratio=1)
-    examples.add_column("base", ratio=2)
-    examples.add_column("trained", ratio=2)
-    after_by_prompt = {e["prompt_index"]: e for e in after.get("examples", [])}
-    for e in before.get("examples", [])[:N_EXAMPLES]:
-        a = after_by_prompt.get(e["prompt_index"], {})
-        examples.add_row(e["prompt"], e["completion"], a.get("completion", ""))
-    console.print(examples)
+    Fires when answer accuracy fell by more than ``ACCURACY_DROP`` relative to the base model, or when
+    more than ``DEGENERATE_SHARE`` of the completions are degenerate (any built-in filter hit them).
+    """
+    found = []
+    acc_a = after.get("accuracy")
+    acc_b = (before or {}).get("accuracy")
+    if acc_a is not None and acc_b and acc_a < acc_b * (1 - ACCURACY_DROP):
+        rose = [
+            name for name, b in (before or {}).get("rewards", {}).items()
+            if b is not None and (after.get("rewards", {}).get(name) or -math.inf) > b
+        ]
+        why = f" while {', '.join(rose)} rose" if rose else ""
+        found.append(
+            f"answer accuracy fell from {acc_b:.0%} to {acc_a:.0%} "
+            f"({(acc_a - acc_b) / acc_b:+.0%} relative){why}: the model answers worse than the base model"
+        )
+    deg = after.get("degenerate")
+    if deg is not None and deg > DEGENERATE_SHARE:
+        hit = sorted(
+            ((rate, name) for name, rate in after.get("filters", {}).items() if rate), reverse=True
+        )
+        named = ", ".join(f"{name} {rate:.0%}" for rate, name in hit[:4])
+        found.append(
+            f"{deg:.0%} of the completions are degenerate (over {DEGENERATE_SHARE:.0%}; {named}): "
+            "read the examples before trusting the rewards"
+        )
+    return found
 
 
-def _prompt_text(prompt: Any) -> str:
+def prompt_text(prompt: Any) -> str:
+    """The last user turn of chat messages, or the text prompt itself."""
     if isinstance(prompt, list):
         users = [m.get("content", "") for m in prompt if m.get("role") == "user"]
         return str(users[-1] if users else prompt[-1].get("content", ""))
@@ -136,9 +177,3 @@ def _prompt_text(prompt: Any) -> str:
 
 def _mean(values: list[Any]) -> float | None:
     return float(sum(values) / len(values)) if values else None
-
-
-def _fmt(value: float | None, fmt: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return fmt.format(value)

@@ -36,7 +36,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from raftkit import evaluate, rundir
+from raftkit import evalrender, evaluate, rundir
 from raftkit.config import AlignConfig, to_dict
 from raftkit.metrics import iteration_metrics, rollout_records, summary_line
 
@@ -232,6 +232,8 @@ def run(
     if not cfg.rewards:
         raise RunError("no reward given: pass at least one --reward (see `raftkit rewards`)", root)
     stack = RewardStack.build(cfg.rewards, cfg.filters, timeout=cfg.reward_timeout)
+    # The evaluation measures the task beside the rewards: answer accuracy and every built-in filter.
+    eval_stack = evaluate.eval_stack(cfg.rewards, cfg.filters, timeout=cfg.reward_timeout)
     reward_names = [e.label for e in stack.rewards]
     prompts = load_prompts(
         None if cfg.dataset in ("", "bundled") else cfg.dataset, prompt_column=cfg.prompt_column
@@ -284,7 +286,7 @@ def run(
         evals = _read_eval(root)
         if heldout is not None and "before" not in evals:
             with console.status(f"evaluating the base model on {len(heldout)} held-out prompts"):
-                evals["before"] = _evaluate(sampler, heldout, stack, cfg)
+                evals["before"] = _evaluate(sampler, heldout, eval_stack, cfg)
             writer.write_json("eval.json", evals)
         if start > 1:
             sampler.sync(policy.weights())  # the sampler must serve the resumed policy, not the base
@@ -293,7 +295,9 @@ def run(
         for iteration in range(start, cfg.iterations + 1):
             t0 = time.perf_counter()
             rollouts = None
-            batch = train_set.batch_at(iteration - 1, cfg.prompts_per_iteration, cfg.seed)
+            batch = evaluate.with_answer_column(
+                train_set.batch_at(iteration - 1, cfg.prompts_per_iteration, cfg.seed), cfg.answer_column
+            )
             with _progress(console) as progress:
                 # 6a. Sample k completions per prompt (how is the algorithm's business: RAFT adds hints).
                 task = progress.add_task(
@@ -362,12 +366,16 @@ def run(
             rundir.replace_dir(tmp, root / "model")
         if heldout is not None:
             with console.status(f"evaluating the trained model on {len(heldout)} held-out prompts"):
-                evals["after"] = _evaluate(sampler, heldout, stack, cfg)
+                evals["after"] = _evaluate(sampler, heldout, eval_stack, cfg)
             evals["delta"] = evaluate.compare(evals["before"], evals["after"])
+            evals["alarm"] = evaluate.alarm(evals["before"], evals["after"])
             writer.write_json("eval.json", evals)
-            evaluate.render(evals["before"], evals["after"], console)
+            evalrender.render(evals["before"], evals["after"], console, evals["alarm"])
         writer.finish("finished")
-        console.print(f"[bold]done[/bold]: {root} (model at {root / 'model'})")
+        if evals.get("alarm"):
+            console.print(f"[bold red]done, but the model looks wrecked[/bold red] (see above): {root}")
+        else:
+            console.print(f"[bold]done[/bold]: {root} (model at {root / 'model'})")
         return root
     except KeyboardInterrupt:
         if writer is not None:
@@ -409,7 +417,7 @@ def _stop_on_sigterm() -> Any:
 
 
 def _evaluate(sampler: Any, heldout: Any, stack: Any, cfg: AlignConfig) -> dict[str, Any]:
-    batch = heldout.batch(list(range(len(heldout))))
+    batch = evaluate.with_answer_column(heldout.batch(list(range(len(heldout)))), cfg.answer_column)
     return evaluate.evaluate(
         sampler,
         batch,

@@ -101,6 +101,8 @@ def rollout_records(
             "prompt": r.prompt,
             "completion": r.completion,
         }
+        if "answers" in batch.columns:  # the accepted answers, to read a completion against
+            rec["answers"] = batch.columns["answers"][r.prompt_index]
         if scores is not None:
             rec.update(scores.sample(i))
         rec.update(

@@ -33,6 +33,9 @@ class RaftConfig:
     """Samples kept per prompt with --ranking local."""
     top_fraction: float = 0.0
     """Share of all samples kept with --ranking top (0: 1/k)."""
+    keep_answers: bool = True
+    """Where a prompt has accepted answers (the answer column), select only samples that contain one:
+    RAFT imitates what it selects, and a sample that lost the answer must not win."""
     explore_hint: str = "auto"
     """Text appended to the prompt for the exploration samples; 'auto' builds it from the rewards
     (length: 'Answer in one short sentence.', emoji: 'Use emojis 😊.'), '' turns exploration off."""
@@ -109,6 +112,24 @@ def ineligible(scores: Any) -> list[bool]:
     ]
 
 
+def answer_misses(rollouts: Sequence[Rollout], batch: Batch) -> list[bool]:
+    """True for each sample whose prompt has accepted answers (the ``answers`` column) and that contains
+    none of them, by the registered ``answer_match`` reward. A prompt without answers has no misses.
+
+    A prompt whose samples all miss then contributes nothing, like one whose samples all hit a filter:
+    measured on the bundled set, letting such prompts through (where the model cannot answer, keep its
+    best-scored sample) trained on its emoji-studded Japanese gibberish, which spread to every answer.
+    """
+    answers = batch.columns.get("answers")
+    if answers is None:
+        return [False] * len(rollouts)
+    from raftkit.registry import load_registry
+
+    match = load_registry().get("answer_match").fn
+    found = match([r.completion for r in rollouts], answers=[answers[r.prompt_index] for r in rollouts])
+    return [v == 0.0 for v in found]
+
+
 def select_top(totals: Sequence[float], dropped: Sequence[bool], fraction: float) -> list[int]:
     """Indices of the best ``round(fraction * n)`` of all n samples (at least one), ascending.
 
@@ -181,7 +202,8 @@ class RAFT:
     def update(self, batch: Batch, rollouts: list[Rollout], scores: Any, iteration: int) -> StepResult:
         from raftkit import sft
 
-        excluded = ineligible(scores)
+        misses = answer_misses(rollouts, batch) if self.config.keep_answers else [False] * len(rollouts)
+        excluded = [e or m for e, m in zip(ineligible(scores), misses, strict=True)]
         chosen = self.select(rollouts, scores.total, excluded)
         if self._optimizer is None:  # kept between iterations for its memory; its state is reset each time
             self._optimizer = sft.make_optimizer(
@@ -216,6 +238,7 @@ class RAFT:
             "n_selected": len(chosen),
             "n_empty_prompts": empty_groups([r.prompt_index for r in rollouts], excluded),
             "n_skipped_prompts": len(self.skipped),
+            "answer_miss/rate": sum(misses) / len(misses) if misses else 0.0,
             "selected/hinted_share": (sum(rollouts[i].hinted for i in chosen) / len(chosen))
             if chosen
             else 0.0,

@@ -164,15 +164,51 @@ def cut_tokens(tokenizer: Any, ids: Sequence[int], logprobs: Sequence[float], te
     return ids[:n], list(logprobs[:n]), decode(tokenizer, ids[:n])
 
 
+MAX_PARTIAL_TOKENS = 4
+"""The most tokens ``trim_partial_char`` drops: a UTF-8 character has at most 4 bytes, so at most 3 of
+its bytes (3 tokens) are left over at a cut; one more for a token that holds the end of one character and
+the start of the next."""
+
+
+def trim_partial_char(tokenizer: Any, ids: Sequence[int], logprobs: Sequence[float],
+                      text: str) -> tuple[list[int], list[float], str]:
+    """Drop a half character from the end of a cut completion, keeping ids, log-probs and text together.
+
+    A byte-level tokenizer spells a multi-byte character (an emoji: 4 bytes) with several tokens, so a
+    completion cut after some of them decodes to text ending with U+FFFD. The last tokens are dropped,
+    one at a time and at most ``MAX_PARTIAL_TOKENS``, until the text ends with a whole character.
+    ``text`` must be ``decode(tokenizer, ids)``; the result keeps that invariant and
+    ``len(ids') == len(logprobs')``, and ``ids'`` is a prefix of ``ids``. Unchanged (no work beyond one
+    ``endswith``) when the text does not end with U+FFFD; also unchanged when it ends with a whole
+    U+FFFD the model wrote (the tokens the tokenizer spells that character with), or when no whole
+    character is reached within the bound (a run of invalid bytes the model sampled, not a cut
+    character). A U+FFFD elsewhere in the text is never touched.
+    """
+    ids = list(ids)
+    if not text.endswith("\ufffd"):
+        return ids, list(logprobs), text
+    whole = tokenizer("\ufffd", add_special_tokens=False)["input_ids"]  # the character itself, complete
+    if whole and ids[-len(whole):] == whole:
+        return ids, list(logprobs), text
+    for n in range(len(ids) - 1, max(len(ids) - MAX_PARTIAL_TOKENS, 0) - 1, -1):
+        kept = decode(tokenizer, ids[:n])
+        if not kept.endswith("\ufffd"):
+            return ids[:n], list(logprobs[:n]), kept
+    return ids, list(logprobs), text
+
+
 def finish_rollout(tokenizer: Any, *, prompt_index: int, prompt: Prompt, prompt_ids: list[int],
                    ids: Sequence[int], logprobs: Sequence[float], finish_reason: str,
                    params: SamplingParams) -> Rollout:
-    """Build a Rollout from a backend's raw sample: apply stop strings and the self-dialogue cut.
+    """Build a Rollout from a backend's raw sample: apply stop strings and the self-dialogue cut, and
+    drop a half character from the end of a cut completion.
 
     ``ids`` are the sampled tokens, ending with the end-of-turn token where the model stopped by itself
     (kept: the trainer must learn to stop). ``finish_reason`` is the backend's: "stop" or "length".
     After a stop-string or self-dialogue cut the ids end without an end-of-turn token, and the reason
-    becomes "stop" (stop string) or "truncated" (self-dialogue).
+    becomes "stop" (stop string) or "truncated" (self-dialogue). A completion that was cut (the length
+    limit, a stop string, self-dialogue) never ends in the middle of a multi-byte character
+    (``trim_partial_char``); a length-cut one keeps the reason "length".
     """
     if len(ids) != len(logprobs):
         raise ValueError(f"{len(ids)} token ids but {len(logprobs)} log-probs")
@@ -189,6 +225,8 @@ def finish_rollout(tokenizer: Any, *, prompt_index: int, prompt: Prompt, prompt_
             cut, reason = at, "truncated"
     if cut is not None:
         ids, logprobs, text = cut_tokens(tokenizer, ids, logprobs, text, cut)
+    if cut is not None or finish_reason == "length":
+        ids, logprobs, text = trim_partial_char(tokenizer, ids, logprobs, text)
     return Rollout(
         prompt_index=prompt_index,
         prompt=prompt,

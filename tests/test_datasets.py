@@ -292,3 +292,28 @@ def test_batches_of_a_split_carry_source_row_numbers():
     assert all(ps.prompts[row] == prompt for row, prompt in zip(batch.indices, batch.prompts, strict=True))
     assert set(held.rows).isdisjoint(train.rows)
     assert all(ps.columns["split"][row] == "heldout" for row in held.rows)
+
+
+BENCHMARK_DATA = Path(__file__).resolve().parents[1] / "benchmarks" / "data"
+BENCHMARK_SETS = [BENCHMARK_DATA / f"facts_{s}.jsonl" for s in "ab"]
+
+
+def test_bundled_answers_and_measurement_sets_are_separate(bundled):
+    # Every bundled question carries accepted answers for answer_match / `raftkit eval`.
+    answers = bundled.columns["answers"]
+    assert len(answers) == len(bundled)
+    for p, entry in zip(bundled.prompts, answers, strict=True):
+        assert isinstance(entry, list) and entry, p
+        assert all(isinstance(a, str) and a.strip() for a in entry), (p, entry)
+    # The held-out measurement sets (not shipped in the package) never repeat a bundled question.
+    bundled_q = {p[0]["content"].strip().casefold() for p in bundled.prompts}
+    seen: set[str] = set()
+    for path in BENCHMARK_SETS:
+        facts = load_prompts(str(path))
+        assert len(facts) == 60 and Counter(facts.columns["lang"]) == {"en": 30, "ja": 30}
+        assert "split" not in facts.columns
+        for p, entry in zip(facts.prompts, facts.columns["answers"], strict=True):
+            q = p[0]["content"].strip().casefold()
+            assert q not in bundled_q and q not in seen, p
+            seen.add(q)
+            assert isinstance(entry, list) and entry and all(isinstance(a, str) and a.strip() for a in entry)

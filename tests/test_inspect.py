@@ -419,3 +419,13 @@ def test_real_score_output_is_read_with_its_filter_hits_and_text(tmp_path):
     table = invoke(path)
     assert table.exit_code == 0 and "no 'completion' field" not in table.stderr
     assert "Sure ### answer" in table.stdout and "Greet me" in table.stdout
+
+
+def test_summary_shows_the_reward_hacking_alarm(run):
+    ev = json.loads((run / "eval.json").read_text())
+    ev["after"]["accuracy"], ev["before"]["accuracy"] = 0.18, 0.62
+    ev["alarm"] = ["answer accuracy fell from 62% to 18% (-71% relative) while emoji rose"]
+    (run / "eval.json").write_text(json.dumps(ev))
+    out = invoke(str(run)).output
+    assert "reward hacking?" in out and "fell from 62% to 18%" in out
+    assert "accuracy" in out  # the accuracy row is in the eval table too

@@ -8,6 +8,7 @@ from raftkit.config import ConfigError
 from raftkit.raft import (
     RAFT,
     RaftConfig,
+    answer_misses,
     empty_groups,
     hinted_count,
     ineligible,
@@ -240,3 +241,26 @@ def test_a_prompt_whose_samples_all_hit_a_filter_contributes_nothing():
     assert excluded == [True, True, False, True]
     assert select_local(scores.total, groups, excluded) == [2]
     assert empty_groups(groups, excluded) == 1
+
+
+def test_answer_misses_where_the_prompt_has_answers():
+    batch = Batch(["capital of France?", "a joke?", "capital of Peru?"],
+                  {"answers": [["Paris"], None, ["Lima"]]}, [0, 1, 2])
+    texts = ["Paris 🗼", "🇫🇷🎉 France!", "ha", "no", "Cusco 🦙", "Lima 🇵🇪"]
+    rollouts = [Rollout(prompt_index=i // 2, prompt=batch.prompts[i // 2], completion=t, completion_ids=[1],
+                        logprobs=[0.0]) for i, t in enumerate(texts)]
+    assert answer_misses(rollouts, batch) == [False, True, False, False, True, False]
+    assert answer_misses(rollouts, Batch(batch.prompts, {}, [0, 1, 2])) == [False] * 6
+
+
+def test_keep_answers_never_selects_a_sample_that_lost_the_answer():
+    """The emoji string outscores the answer on the rewards, yet the answer is what RAFT keeps."""
+    stack = RewardStack.build(["emoji"], [])
+    batch = Batch(["capital of France?"], {"answers": [["Paris"]]}, [0])
+    texts = ["🇫🇷🎉🥖 France!", "Paris 🗼"]
+    rollouts = [Rollout(prompt_index=0, prompt=batch.prompts[0], completion=t, completion_ids=[1],
+                        logprobs=[0.0]) for t in texts]
+    scores = stack.score_rollouts(rollouts, batch)
+    assert scores.total[0] > scores.total[1] and ineligible(scores) == [False, False]
+    misses = answer_misses(rollouts, batch)
+    assert select_local(scores.total, [0, 0], misses) == [1]

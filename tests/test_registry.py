@@ -285,7 +285,8 @@ def test_every_builtin_has_a_test_and_a_docs_section():
     docs = (ROOT / "docs" / "builtins.md").read_text(encoding="utf-8")
     tests = "\n".join(
         (ROOT / "tests" / f).read_text(encoding="utf-8")
-        for f in ("test_builtin_rewards.py", "test_filters.py", "test_neural_rewards.py")
+        for f in ("test_builtin_rewards.py", "test_filters.py", "test_neural_rewards.py",
+                  "test_answer_match.py")
     )
     builtins = [r for r in load_registry().rewards.values() if r.plugin in BUILTIN_PLUGINS]
     assert len(builtins) >= 13

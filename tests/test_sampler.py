@@ -14,6 +14,7 @@ from conftest import tiny_llama_config
 from raftkit.chat import encode_prompt
 from raftkit.rollouts import Rollout
 from raftkit.sampler import (
+    MAX_PARTIAL_TOKENS,
     SamplingParams,
     cut_tokens,
     decode,
@@ -21,6 +22,7 @@ from raftkit.sampler import (
     encode_prompts,
     finish_rollout,
     make_sampler,
+    trim_partial_char,
 )
 from raftkit.sampler_hf import HFSampler, _SampledLogprobs
 from raftkit.text import self_dialogue_cut
@@ -115,6 +117,43 @@ def test_cut_tokens_never_splits_a_multibyte_character(tokenizer):
     assert cut_tokens(tokenizer, ids, [0.0] * len(ids), text, 0) == ([], [], "")
 
 
+def test_trim_partial_char_drops_a_cut_emoji_with_its_ids_and_logprobs(tokenizer):
+    text = "Greenhouse 👘👌"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]  # each emoji: 3 byte tokens here
+    assert decode(tokenizer, ids) == text
+    logprobs = [-float(i) for i in range(len(ids))]  # position tags, to check alignment
+    for drop in (1, 2):  # 👌 cut after 2 or 1 of its byte tokens
+        cut = ids[:-drop]
+        cut_text = decode(tokenizer, cut)
+        assert cut_text.endswith("\ufffd")  # what the sampler used to hand out
+        kept_ids, kept_lp, kept_text = trim_partial_char(tokenizer, cut, logprobs[:-drop], cut_text)
+        assert kept_text == decode(tokenizer, kept_ids) == "Greenhouse 👘"
+        assert "\ufffd" not in kept_text
+        assert kept_ids == ids[: len(kept_ids)] and kept_lp == logprobs[: len(kept_ids)]
+        assert len(cut) - len(kept_ids) == len(logprobs[:-drop]) - len(kept_lp) == 3 - drop
+    # dropping all three leaves a whole 👘: nothing to trim, the very same ids
+    whole = ids[:-3]
+    assert trim_partial_char(tokenizer, whole, logprobs[:-3], decode(tokenizer, whole)) == (
+        whole, logprobs[:-3], "Greenhouse 👘")
+    # 👘 cut as well: back to the word; a completion of a half character only: nothing left
+    both = ids[:-4]
+    assert trim_partial_char(tokenizer, both, logprobs[:-4], decode(tokenizer, both))[2] == "Greenhouse"
+    head = ids[2:3]  # " " plus the first byte token of 👘
+    assert decode(tokenizer, head).endswith("\ufffd")
+    assert trim_partial_char(tokenizer, head, [-1.0], decode(tokenizer, head)) == ([], [], "")
+
+
+def test_trim_partial_char_leaves_whole_replacement_characters_alone(tokenizer):
+    for text in ("a \ufffd b", "ends with \ufffd", "\ufffd"):  # U+FFFD the model wrote, whole
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert decode(tokenizer, ids) == text
+        assert trim_partial_char(tokenizer, ids, [0.0] * len(ids), text) == (ids, [0.0] * len(ids), text)
+    # a whole U+FFFD in the middle stays while the cut emoji at the end goes
+    ids = tokenizer("x \ufffd y 🎉", add_special_tokens=False)["input_ids"][:-1]
+    kept_ids, _, kept_text = trim_partial_char(tokenizer, ids, [0.0] * len(ids), decode(tokenizer, ids))
+    assert kept_text == decode(tokenizer, kept_ids) == "x \ufffd y"
+
+
 def _raw(tokenizer, text: str, eos: bool = True) -> tuple[list[int], list[float]]:
     ids = tokenizer(text, add_special_tokens=False)["input_ids"] + ([tokenizer.eos_token_id] if eos else [])
     return ids, [-0.5] * len(ids)
@@ -134,6 +173,21 @@ def test_finish_rollout_reasons_and_cuts(tokenizer):
 
     long = _finish(tokenizer, "Paris is", reason="length", eos=False)
     assert (long.finish_reason, long.truncated) == ("length", True)
+
+    # the length limit fell inside an emoji: the half character goes, with its ids and log-probs
+    ids, _ = _raw(tokenizer, "So green 🎉🎉", eos=False)
+    half = finish_rollout(tokenizer, prompt_index=0, prompt="p", prompt_ids=[], ids=ids[:-1],
+                          logprobs=[-float(i) for i in range(len(ids) - 1)], finish_reason="length",
+                          params=SamplingParams())
+    assert half.completion == decode(tokenizer, half.completion_ids) == "So green 🎉"
+    assert half.completion_ids == ids[: len(half.completion_ids)] and len(half.completion_ids) < len(ids) - 1
+    assert half.logprobs == [-float(i) for i in range(len(half.completion_ids))]
+    assert (half.finish_reason, half.truncated) == ("length", True)
+    # not a cut: the model ended its turn itself, so its ids stay as sampled
+    own_end = [*ids[:-1], tokenizer.eos_token_id]
+    ended = finish_rollout(tokenizer, prompt_index=0, prompt="p", prompt_ids=[], ids=own_end,
+                           logprobs=[0.0] * len(ids), finish_reason="stop", params=SamplingParams())
+    assert ended.completion_ids == own_end
 
     stopped = _finish(tokenizer, "one, two. three", reason="length", eos=False, stop=[".", "three"])
     assert stopped.completion == "one, two" and stopped.finish_reason == "stop" and not stopped.truncated
@@ -185,8 +239,9 @@ def test_hf_shapes_order_and_processed_logprobs(tiny, tokenizer):
         assert len(r.completion_ids) == len(r.logprobs) and 1 <= len(r.completion_ids) <= 6
         assert r.completion == decode(tokenizer, r.completion_ids)
         assert r.truncated == (r.finish_reason == "length")
-        if r.finish_reason == "length":
-            assert len(r.completion_ids) == 6
+        if r.finish_reason == "length":  # fewer than 6 only where a half character at the end was dropped
+            assert 6 - MAX_PARTIAL_TOKENS <= len(r.completion_ids) <= 6
+            assert not r.completion.endswith("\ufffd")
         # log-probs of the distribution actually sampled from: logits / T, top-50 renormalised
         ids = torch.tensor([r.prompt_ids + r.completion_ids])
         with torch.no_grad():
@@ -274,3 +329,28 @@ def test_hf_default_model_greedy_answer_and_logprobs(hf_sampler):
     expected = ref.gather(1, torch.tensor(r.completion_ids)[:, None]).squeeze(1)
     # the same bf16 model, once with the KV cache and once without: bf16 rounding only
     assert (torch.tensor(r.logprobs) - expected).abs().max().item() < 0.15
+
+
+@pytest.mark.slow
+def test_hf_default_model_never_ends_in_half_an_emoji(hf_sampler):
+    """The model continues a row of 🎉 (3 byte tokens each, greedy): limits of 1-5 tokens stop inside one."""
+    tok = hf_sampler.tokenizer
+    prompt = "🎉🎉🎉🎉🎉🎉"
+    ids = torch.tensor([encode_prompt(tok, prompt)])
+    with torch.no_grad():  # the raw greedy continuation, for reference
+        raw = hf_sampler.model.generate(ids.to(hf_sampler.device), attention_mask=torch.ones_like(ids),
+                                        do_sample=False, max_new_tokens=5,
+                                        pad_token_id=tok.pad_token_id)[0, ids.shape[1]:].tolist()
+    params = SamplingParams(temperature=0, random_max_new_tokens=(1, 5))
+    rng = random.Random()
+    rng.setstate(hf_sampler._rng.getstate())
+    limits = draw_lengths(rng, 8, params)  # the limits generate() is about to draw, in rollout order
+    assert any(decode(tok, raw[:n]).endswith("\ufffd") for n in limits)  # some limit does cut an emoji
+    out = hf_sampler.generate([prompt], 8, params)
+    for limit, r in zip(limits, out, strict=True):
+        assert not r.completion.endswith("\ufffd"), (limit, r.completion)
+        assert r.completion == decode(tok, r.completion_ids) and len(r.completion_ids) == len(r.logprobs)
+        # the longest prefix of the limit's ids that ends with a whole character
+        whole = max(n for n in range(limit + 1) if not decode(tok, raw[:n]).endswith("\ufffd"))
+        assert r.completion_ids == raw[:whole], limit
+        assert (r.finish_reason, r.truncated) == ("length", True)

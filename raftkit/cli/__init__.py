@@ -16,15 +16,16 @@ def main() -> None:
       raftkit score --reward emoji --input samples.jsonl
       raftkit align --reward emoji --reward length     # RAFT on the bundled model and prompts
       raftkit align --algo grpo --reward emoji --reward length
+      raftkit eval runs/latest                         # answer accuracy and degeneracy, base vs trained
       raftkit inspect runs/latest                      # read a run: metrics, rollouts, plots
     """
 
 
 def _register_commands() -> None:
     # Imported here, after the group exists; each module defines exactly one command.
-    from raftkit.cli import align, inspect, model, rewards, score
+    from raftkit.cli import align, evaluate, inspect, model, rewards, score
 
-    for module in (rewards, score, align, inspect, model):
+    for module in (rewards, score, align, evaluate, inspect, model):
         main.add_command(module.command)
 
 

@@ -132,6 +132,9 @@ def show_summary(out: Console, s: runview.RunSummary, as_json: bool) -> None:
         out.print(t)
     elif s.eval is not None:
         out.print(Text("eval.json present but holds no numbers", style="yellow"))
+    alarms = s.eval.get("alarm") if isinstance(s.eval, dict) else None
+    if alarms and isinstance(alarms, list):
+        out.print(Text("reward hacking? " + " ".join(f"• {a}" for a in alarms), style="bold red"))
 
 
 def _iterations_table(s: runview.RunSummary) -> Table:
