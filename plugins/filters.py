@@ -8,6 +8,7 @@ Every pattern here runs in linear time, so a 2,000-token degenerate completion c
 from __future__ import annotations
 
 import re
+from collections import Counter
 from functools import lru_cache
 from typing import Any
 
@@ -98,34 +99,48 @@ def emoji_runs(text: str) -> list[int]:
 
 
 @filter(name="emoticon_flood",
-        description="Emoticons (:) ;) ^_^ …) beyond `threshold`, and runs of over `emoji_run` emojis.")
-def emoticon_flood(completions: list[Any], *, threshold: int = 2, emoji_run: int = 4, **kwargs: Any
-                   ) -> list[int]:
-    """Count the emoticons beyond ``threshold``, plus the emojis beyond ``emoji_run`` in any one run.
+        description="Emoticons (:) ;) ^_^ …) beyond `threshold`, runs of over `emoji_run` emojis, and one "
+                    "emoji used over `emoji_repeat` times.")
+def emoticon_flood(completions: list[Any], *, threshold: int = 2, emoji_run: int = 4, emoji_repeat: int = 3,
+                   **kwargs: Any) -> list[int]:
+    """Count the emoticons beyond ``threshold``, the emojis beyond ``emoji_run`` in any one run, and the
+    uses of any one emoji beyond ``emoji_repeat``.
 
     After ``#`` was penalised, seed 003's PPO model learned to repeat ``:)``, then ``;)``: a couple of
     emoticons are fine, a flood is degenerate. Emojis are today's emoticons: RAFT on the seed-004
     rewards turned a small model's answers into "👥👿👁👒💫👤👈👮…", which the capped emoji reward
-    scores at its maximum. Runs up to the emoji reward's default cap (4) are fine.
+    scores at its maximum. Runs up to the emoji reward's default cap (4) are fine. The same emoji again
+    and again ("… 🌈 🌈 🌈 🌈", "📘📘 📘📘") is how a trained model reaches that cap on the way to a
+    flood, so a fourth use of one emoji counts too.
 
     Args:
         completions: strings or chat messages.
         threshold: how many emoticons are allowed in total.
         emoji_run: how many emojis in a row are allowed (0: emojis are not counted).
+        emoji_repeat: how often one emoji may be used in a completion (0: not counted).
 
     Returns:
-        ``max(0, emoticons - threshold)`` + the emojis beyond ``emoji_run`` in each run, per completion.
+        ``max(0, emoticons - threshold)`` + the emojis beyond ``emoji_run`` in each run + the uses beyond
+        ``emoji_repeat`` of each emoji, per completion.
 
     Example:
-        >>> emoticon_flood(["Hi :)", "Hi :) :) ;) :D ^_^", "10:30 at http://x", "Tofu 🌱😊", "👏👌👏👌👏👏"])
-        [0, 3, 0, 0, 2]
+        >>> emoticon_flood(["Hi :)", "Hi :) :) ;) :D ^_^", "10:30 at http://x", "Tofu 🌱😊", "👏👌👏👌👏👏",
+        ...                 "Tokyo 🌈 🌈 🌈 🌈"])
+        [0, 3, 0, 0, 3, 1]
     """
+    import emoji
+
+    if emoji_run < 0 or emoji_repeat < 0 or threshold < 0:
+        raise ValueError("emoticon_flood: threshold, emoji_run and emoji_repeat must be at least 0")
     hits = []
     for c in completions:
         text = completion_text(c)
         flood = max(0, len(emoticons(text)) - threshold)
         if emoji_run > 0:
             flood += sum(max(0, run - emoji_run) for run in emoji_runs(text))
+        if emoji_repeat > 0:
+            uses = Counter(m["emoji"] for m in emoji.emoji_list(text))
+            flood += sum(max(0, n - emoji_repeat) for n in uses.values())
         hits.append(flood)
     return hits
 

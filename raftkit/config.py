@@ -65,8 +65,9 @@ class AlignConfig:
     four (stray_hash, emoticon_flood, repetition_loop, self_dialogue)."""
     iterations: int = 8
     """Number of iterations (sample, score, update)."""
-    prompts_per_iteration: int = 16
-    """Prompts drawn per iteration (b)."""
+    prompts_per_iteration: int | None = None
+    """Prompts drawn per iteration (b); default 32 for RAFT (it trains only on samples that keep the
+    answer, a few per batch on the bundled set) and 16 for GRPO."""
     k: int = 8
     """Completions sampled per prompt."""
     temperature: float = 0.8
@@ -106,6 +107,8 @@ class AlignConfig:
     """Seconds a reward may take on one batch before the run stops with an error."""
 
     def __post_init__(self) -> None:
+        if self.prompts_per_iteration is None:
+            self.prompts_per_iteration = DEFAULT_PROMPTS[self.algo]
         for name in (
             "iterations",
             "prompts_per_iteration",
@@ -126,6 +129,7 @@ class AlignConfig:
 
 
 DEFAULT_LR = {"raft": 3e-5, "grpo": 1e-5}
+DEFAULT_PROMPTS = {"raft": 32, "grpo": 16}
 
 
 def at_least(cfg: Any, name: str, low: float) -> None:

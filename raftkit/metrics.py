@@ -135,9 +135,9 @@ def summary_line(iteration: int, iterations: int, m: dict[str, Any], rewards: Se
             )
     parts.append(f"len {m.get('length/chars_mean', math.nan):.0f}ch")
     parts.append(f"d2 {m.get('distinct_2', math.nan):.2f}")
-    if "loss" in m:
+    if m.get("loss") is not None:  # None: nothing was trained on (e.g. no sample was eligible)
         parts.append(f"loss {m['loss']:.3f}")
-    if "kl" in m:
+    if m.get("kl") is not None:
         parts.append(f"kl {m['kl']:.4f}")
     hits = [
         f"{k.split('/')[1]} {v:.0%}"

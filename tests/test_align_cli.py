@@ -85,10 +85,14 @@ def test_align_writes_a_complete_run_and_resumes_after_a_kill(tiny_model_path, t
     assert len(selected) == sum(r["selected"] for r in rollouts) == metrics[0]["n_selected"]
     assert {r["prompt_index"] for r in selected} <= {0, 1}
     evals = json.loads((run / "eval.json").read_text())
-    assert set(evals) == {"before", "after", "delta"} and set(evals["before"]["rewards"]) == {
+    assert set(evals) == {"before", "after", "delta", "alarm"} and set(evals["before"]["rewards"]) == {
         "emoji",
         "length",
     }
+    # The task is measured beside the rewards, with every built-in filter.
+    assert {"accuracy", "degenerate", "positive"} <= set(evals["after"])
+    assert evals["after"]["answered_samples"] == evals["after"]["samples"]  # the bundled answers
+    assert isinstance(evals["alarm"], list)
     assert evals["before"]["prompts"] == 2 and len(evals["after"]["examples"]) == 2
 
     from transformers import AutoModelForCausalLM

@@ -123,10 +123,21 @@ def test_emoticon_flood_counts_emoji_runs_beyond_the_cap():
     collapsed = ["👥👿👁👒💫👤👈👮", "Namaste.👌👍👏👑👥👦", "安心 👍👏👧 👦👨👩"]
     assert emoticon_flood(collapsed) == [4, 2, 2]
     # Answers with up to four emojis in a row, or several short runs, are what the emoji reward asks for.
-    fine = ["Tofu is made from soybeans 🌱😊🎉✨", "🇯🇵 Tokyo 🗼, then Kyoto ⛩️🍵", "🎉 yes 🎉 yes 🎉 yes 🎉"]
+    fine = ["Tofu is made from soybeans 🌱😊🎉✨", "🇯🇵 Tokyo 🗼, then Kyoto ⛩️🍵", "🎉 yes 🎉 yes 🎉 yes"]
     assert emoticon_flood(fine) == [0, 0, 0]
     assert emoticon_flood(collapsed, emoji_run=0) == [0, 0, 0]
-    assert emoticon_flood(["👏👏👏👏👏👏"], emoji_run=5) == [1]
+    assert emoticon_flood(["👏👏👏👏👏👏"], emoji_run=5, emoji_repeat=0) == [1]
+
+
+def test_emoticon_flood_counts_one_emoji_used_again_and_again():
+    # What the strict-gate RAFT run's held-out answers turned into (docs/raft.md): the cap of 4 reached
+    # with one emoji, on the way to a flood.
+    repeated = ["🍨🌈 Japanese script is Hanja 🌈 🌈 🌈 🌈", "Sydney. 📘📘 📘📘", "🎉 yes 🎉 yes 🎉 yes 🎉"]
+    assert emoticon_flood(repeated) == [2, 1, 1]
+    assert emoticon_flood(repeated, emoji_repeat=0) == [0, 0, 0]  # runs of at most 4: unseen before
+    assert emoticon_flood(["Tokyo 🗼🗼🗼"]) == [0]
+    with pytest.raises(ValueError, match="emoji_repeat"):
+        emoticon_flood(["x"], emoji_repeat=-1)
 
 
 def test_repetition_loop_threshold_and_guards():

@@ -264,3 +264,11 @@ def test_keep_answers_never_selects_a_sample_that_lost_the_answer():
     assert scores.total[0] > scores.total[1] and ineligible(scores) == [False, False]
     misses = answer_misses(rollouts, batch)
     assert select_local(scores.total, [0, 0], misses) == [1]
+
+
+def test_summary_line_of_an_iteration_that_trained_on_nothing():
+    from raftkit.metrics import summary_line
+
+    line = summary_line(1, 8, {"reward/emoji/mean": 0.5, "loss": None, "kl": None, "time/iteration": 3.0},
+                        ["emoji"])
+    assert "emoji 0.500" in line and "loss" not in line and "kl" not in line
