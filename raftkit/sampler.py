@@ -15,6 +15,7 @@ at temperature 0 that is the plain log-softmax of the logits. docs/sampler.md ha
 from __future__ import annotations
 
 import logging
+import os
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from raftkit.rollouts import Prompt, Rollout
 from raftkit.text import self_dialogue_cut
 
 log = logging.getLogger(__name__)
+# vLLM logs to stdout by default, which would mix its warnings into `--json` output: stderr instead.
+os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
 
 
 @dataclass
