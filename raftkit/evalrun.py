@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,6 @@ class EvalSettings:
     sampler: str = "auto"
     seed: int = 0
     kv_cache_gib: float = 1.0
-    notes: list[str] = field(default_factory=list)
 
 
 def is_run_dir(path: str | Path) -> bool:
@@ -106,7 +105,7 @@ def run_eval(target: str, settings: EvalSettings, progress: Any = None) -> dict[
     if settings.sampler != "hf":
         kwargs["kv_cache_gib"] = settings.kv_cache_gib
     first = base or model
-    sampler = make_sampler(settings.sampler, first, **kwargs)  # type: ignore[arg-type]
+    sampler = make_sampler(settings.sampler, first, **kwargs)
     results: dict[str, Any] = {"model": model, "base": base, "dataset": prompts.source,
                                "answer_column": cfg.answer_column}
     try:
@@ -123,7 +122,7 @@ def run_eval(target: str, settings: EvalSettings, progress: Any = None) -> dict[
                 sampler.sync(safetensors_weights(model))
             else:
                 sampler.close()
-                sampler = make_sampler(settings.sampler, model, **kwargs)  # type: ignore[arg-type]
+                sampler = make_sampler(settings.sampler, model, **kwargs)
         results["model_eval"] = measure("the model")
     finally:
         sampler.close()

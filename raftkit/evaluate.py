@@ -14,7 +14,6 @@ the task got worse. ``raftkit align`` (before/after) and ``raftkit eval`` both u
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -29,7 +28,6 @@ ANSWER_COLUMN = "answers"  # the column answer_match reads
 # model is called wrecked whatever its rewards say.
 ACCURACY_DROP = 0.10
 DEGENERATE_SHARE = 0.05
-N_EXAMPLES = 3
 
 
 def eval_stack(rewards: Sequence[Any], filters: Sequence[Any], timeout: float = 60.0) -> RewardStack:
@@ -145,9 +143,10 @@ def alarm(before: dict[str, Any] | None, after: dict[str, Any]) -> list[str]:
     acc_a = after.get("accuracy")
     acc_b = (before or {}).get("accuracy")
     if acc_a is not None and acc_b and acc_a < acc_b * (1 - ACCURACY_DROP):
+        after_rewards = after.get("rewards", {})
         rose = [
             name for name, b in (before or {}).get("rewards", {}).items()
-            if b is not None and (after.get("rewards", {}).get(name) or -math.inf) > b
+            if b is not None and after_rewards.get(name) is not None and after_rewards[name] > b
         ]
         why = f" while {', '.join(rose)} rose" if rose else ""
         found.append(
