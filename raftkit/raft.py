@@ -130,6 +130,17 @@ def answer_misses(rollouts: Sequence[Rollout], batch: Batch) -> list[bool]:
     return [v == 0.0 for v in found]
 
 
+def exclusions(
+    rollouts: Sequence[Rollout], batch: Batch, scores: Any, config: RaftConfig
+) -> tuple[list[bool], list[bool]]:
+    """(samples RAFT must not select, the answer misses among them).
+
+    Excluded: what ``ineligible`` excludes and, with ``keep_answers``, the ``answer_misses``.
+    """
+    misses = answer_misses(rollouts, batch) if config.keep_answers else [False] * len(rollouts)
+    return [e or m for e, m in zip(ineligible(scores), misses, strict=True)], misses
+
+
 def select_top(totals: Sequence[float], dropped: Sequence[bool], fraction: float) -> list[int]:
     """Indices of the best ``round(fraction * n)`` of all n samples (at least one), ascending.
 
@@ -202,8 +213,7 @@ class RAFT:
     def update(self, batch: Batch, rollouts: list[Rollout], scores: Any, iteration: int) -> StepResult:
         from raftkit import sft
 
-        misses = answer_misses(rollouts, batch) if self.config.keep_answers else [False] * len(rollouts)
-        excluded = [e or m for e, m in zip(ineligible(scores), misses, strict=True)]
+        excluded, misses = exclusions(rollouts, batch, scores, self.config)
         chosen = self.select(rollouts, scores.total, excluded)
         if self._optimizer is None:  # kept between iterations for its memory; its state is reset each time
             self._optimizer = sft.make_optimizer(

@@ -10,6 +10,7 @@ from raftkit.raft import (
     RaftConfig,
     answer_misses,
     empty_groups,
+    exclusions,
     hinted_count,
     ineligible,
     resolve_hint,
@@ -262,8 +263,10 @@ def test_keep_answers_never_selects_a_sample_that_lost_the_answer():
                         logprobs=[0.0]) for t in texts]
     scores = stack.score_rollouts(rollouts, batch)
     assert scores.total[0] > scores.total[1] and ineligible(scores) == [False, False]
-    misses = answer_misses(rollouts, batch)
-    assert select_local(scores.total, [0, 0], misses) == [1]
+    excluded, misses = exclusions(rollouts, batch, scores, RaftConfig())
+    assert misses == [True, False] and excluded == [True, False]
+    assert select_local(scores.total, [0, 0], excluded) == [1]
+    assert exclusions(rollouts, batch, scores, RaftConfig(keep_answers=False)) == ([False] * 2, [False] * 2)
 
 
 def test_summary_line_of_an_iteration_that_trained_on_nothing():
