@@ -112,6 +112,11 @@ class RewardSpec:
         raise RegistryError(
             f"cannot read a reward from {value!r}: use 'NAME:k=v*W' or a mapping {{name, params, weight}}")
 
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.weight):  # an infinite or NaN weight makes every total inf or NaN
+            raise RegistryError(
+                f"reward '{self.name}': the weight must be a finite number, got {self.weight}")
+
     def __str__(self) -> str:
         params = ",".join(f"{k}={v}" for k, v in self.params.items())
         weight = f"*{self.weight:g}" if self.weight != 1 else ""

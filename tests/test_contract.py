@@ -358,3 +358,17 @@ def test_a_column_named_like_a_stack_argument_is_refused_not_silently_used():
         stack.score(["q"], ["a"], {"completion_ids": [[1]]}, completion_ids=[[2]])
     # Without a clash, a completion_ids column is an ordinary column (raftkit score documents it).
     assert len(stack.score(["q"], ["a"], {"completion_ids": [[1]]})) == 1
+
+
+@pytest.mark.parametrize("spec", ["length*1e999", "length*-1e999"])
+def test_a_non_finite_weight_is_refused(spec):
+    """Regression: `length*1e999` was accepted and made every total infinite."""
+    from raftkit.registry import RegistryError
+    from raftkit.rewards import RewardSpec
+
+    with pytest.raises(RegistryError, match="finite"):
+        RewardSpec.parse(spec)
+    with pytest.raises(RegistryError, match="finite"):
+        RewardSpec.coerce({"name": "length", "weight": float("inf")})
+    with pytest.raises(RegistryError, match="finite"):
+        RewardSpec.coerce({"name": "length", "weight": float("nan")})  # a config's `weight: .nan`

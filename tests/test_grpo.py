@@ -74,6 +74,13 @@ def test_constant_groups_counts_all_equal_groups():
     assert group_advantages(rewards, "none")[3].tolist() == [0.0, 0.0]
 
 
+def test_constant_groups_has_no_relative_tolerance():
+    """Regression: torch.isclose's rtol called these groups constant and zeroed their advantages."""
+    rewards = torch.tensor([[1000.0, 1000.005], [5e5, 5e5 + 4]])
+    assert constant_groups(rewards).tolist() == [False, False]
+    assert (group_advantages(rewards, "none") != 0).all()
+
+
 def test_unknown_scale_is_an_error():
     with pytest.raises(ValueError, match="scale_rewards"):
         group_advantages(torch.zeros(1, 2), "std")
