@@ -56,7 +56,8 @@ def hinted_count(k: int, share: float) -> int:
 
 class Sampled(NamedTuple):
     """A batch's rollouts, prompt-major (each prompt's plain samples, then its hinted ones), and the prompt
-    indices the sampler skipped (too long)."""
+    indices the sampler skipped (too long) — those with no sample at all. A prompt whose hinted copy
+    alone was too long keeps its plain samples and is not counted."""
 
     rollouts: list[Rollout]
     skipped: list[int]
@@ -94,7 +95,6 @@ def sample_with_hint(sampler: Any, batch: Batch, k: int, n_hinted: int, hint: st
         return original_ids[index]
 
     by_prompt: dict[int, list[Rollout]] = {}
-    skipped: set[int] = set()
     for prompts, n, offset in calls:
         for r in sampler.generate(prompts, n, params):
             index = r.prompt_index + offset
@@ -104,7 +104,7 @@ def sample_with_hint(sampler: Any, batch: Batch, k: int, n_hinted: int, hint: st
                 r.prompt_ids = ids_of(index, batch.prompts[index])
             r.prompt_index = index
             by_prompt.setdefault(index, []).append(r)
-        skipped |= {(i + offset) % b for i in getattr(sampler, "skipped", [])}
     for samples in by_prompt.values():
         samples.sort(key=lambda r: r.hinted)  # stable: plain samples first, each in sampled order
-    return Sampled([r for i in sorted(by_prompt) for r in by_prompt[i]], sorted(skipped))
+    return Sampled([r for i in sorted(by_prompt) for r in by_prompt[i]],
+                   [i for i in range(b) if i not in by_prompt])

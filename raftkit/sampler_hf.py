@@ -154,8 +154,16 @@ class HFSampler:
             do_sample=sample, max_new_tokens=max_new_tokens, eos_token_id=self.tokenizer.eos_token_id,
             pad_token_id=self.pad_id, stop_strings=list(params.stop) or None, use_cache=True, **warpers_off,
         )
-        out = self.model.generate(input_ids=input_ids, attention_mask=attention, generation_config=config,
-                                  logits_processor=LogitsProcessorList(processors), tokenizer=self.tokenizer)
+        # generate() fills what `config` leaves at its defaults from the model's own generation_config
+        # (repetition_penalty, min_p, no_repeat_ngram_size...), which would sample from a distribution the
+        # recorded log-probs do not describe. A blank one for the call: only `config` applies.
+        own, self.model.generation_config = self.model.generation_config, GenerationConfig()
+        try:
+            out = self.model.generate(input_ids=input_ids, attention_mask=attention, generation_config=config,
+                                      logits_processor=LogitsProcessorList(processors),
+                                      tokenizer=self.tokenizer)
+        finally:
+            self.model.generation_config = own
         new = out[:, width:]
         logprobs = recorder.finish(new)
         return new.tolist(), logprobs.tolist()

@@ -126,6 +126,30 @@ class _EchoSampler:
         return [Rollout(i, p, f"{p}#{j}", [1], [0.0]) for i, p in enumerate(prompts) for j in range(k)]
 
 
+class _LengthLimitedSampler(_EchoSampler):
+    """Skips prompts longer than ``limit`` characters, as a sampler skips over-long prompts."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit = limit
+
+    def generate(self, prompts, k, params):
+        self.skipped = [i for i, p in enumerate(prompts) if len(p) > self.limit]
+        return [r for r in super().generate(prompts, k, params) if r.prompt_index not in self.skipped]
+
+
+def test_only_prompts_without_any_sample_count_as_skipped():
+    """Regression: a prompt whose hinted copy alone was too long was counted as skipped too."""
+    from raftkit.explore import sample_with_hint
+
+    batch = Batch(["short", "a much longer prompt", "x" * 40], {}, [0, 1, 2])
+    sampled = sample_with_hint(_LengthLimitedSampler(limit=25), batch, 4, 2, " Use emojis please.", None)
+    # prompt 1: plain fits (20 chars), hinted does not (39): plain samples only; prompt 2: nothing fits.
+    assert sampled.skipped == [2]
+    assert [(r.prompt_index, r.hinted) for r in sampled.rollouts] == [
+        (0, False), (0, False), (0, True), (0, True), (1, False), (1, False)]
+
+
 def test_raft_sample_mixes_hinted_samples_and_keeps_the_original_prompt():
     algo = RAFT(
         policy=None,

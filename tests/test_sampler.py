@@ -255,6 +255,26 @@ def test_hf_shapes_order_and_processed_logprobs(tiny, tokenizer):
         assert not torch.allclose(torch.tensor(r.logprobs), raw, atol=1e-2)
 
 
+def test_hf_ignores_the_models_own_generation_defaults(tiny, tokenizer):
+    """Regression: a model whose generation_config sets repetition_penalty (or min_p, ...) was sampled with
+    it while the log-probs claimed plain temperature sampling (gaps up to 4.9 nats at 1.3)."""
+    model = tiny.model
+    saved = model.generation_config
+    model.generation_config = type(saved)(repetition_penalty=3.0, no_repeat_ngram_size=1, min_p=0.5)
+    try:
+        out = tiny.generate(["Once upon a time"], 4, SamplingParams(temperature=1.0, max_new_tokens=8,
+                                                                     truncate_self_dialogue=False))
+        assert model.generation_config.repetition_penalty == 3.0  # the model's own config is restored
+    finally:
+        model.generation_config = saved
+    for r in out:
+        ids = torch.tensor([r.prompt_ids + r.completion_ids])
+        with torch.no_grad():
+            ref = model(ids).logits[0, len(r.prompt_ids) - 1 : -1].float().log_softmax(-1)
+        expected = ref.gather(1, torch.tensor(r.completion_ids)[:, None]).squeeze(1)
+        assert torch.allclose(torch.tensor(r.logprobs), expected, atol=1e-3), (r.logprobs, expected)
+
+
 def test_hf_reproducible_and_leaves_caller_rng_alone(tiny_dir):
     params = SamplingParams(max_new_tokens=5, truncate_self_dialogue=False)
     a = HFSampler(tiny_dir, seed=7, dtype="float32")
