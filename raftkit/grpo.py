@@ -348,8 +348,10 @@ class GRPO:
                 if self.progress is not None:
                     self.progress(step * len(mbs) + j + 1, cfg.num_iterations * len(mbs))
                 sums["tokens"] += float(mb.mask.sum())
-                sums["clip_low"] += float((sur.low_clipped * mb.mask).sum())
-                sums["clip_high"] += float((sur.high_clipped * mb.mask).sum())
+                if step > 0:  # at step 0 the ratio is exactly 1: counting it would dilute the fraction
+                    sums["clip_tokens"] += float(mb.mask.sum())
+                    sums["clip_low"] += float((sur.low_clipped * mb.mask).sum())
+                    sums["clip_high"] += float((sur.high_clipped * mb.mask).sum())
                 if entropy is not None:
                     sums["entropy"] += float((entropy * mb.mask).sum())
                     sums["entropy_tokens"] += float(mb.mask.sum())
@@ -367,11 +369,12 @@ class GRPO:
         kept = [advantages[i] for i in range(len(rollouts)) if not scores.dropped[i]]
         kept_t = torch.tensor(kept) if kept else torch.zeros(1)
         tokens = max(sums["tokens"], 1.0)
+        clip_tokens = max(sums["clip_tokens"], 1.0)  # the tokens of steps 1..μ-1; none when μ = 1
         metrics: dict[str, float] = {
             "loss": sum(losses) / len(losses),
-            "clip_frac_low": sums["clip_low"] / tokens,
-            "clip_frac_high": sums["clip_high"] / tokens,
-            "clip_frac": (sums["clip_low"] + sums["clip_high"]) / tokens,
+            "clip_frac_low": sums["clip_low"] / clip_tokens,
+            "clip_frac_high": sums["clip_high"] / clip_tokens,
+            "clip_frac": (sums["clip_low"] + sums["clip_high"]) / clip_tokens,
             "entropy": sums["entropy"] / max(sums["entropy_tokens"], 1.0),
             "advantage/mean": float(kept_t.mean()),
             "advantage/std": float(kept_t.std()) if len(kept) > 1 else 0.0,

@@ -327,6 +327,29 @@ def test_several_iterations_reuse_old_logprobs(tiny_model_path):
     assert result.metrics["clip_frac_low"] + result.metrics["clip_frac_high"] > 0
 
 
+def test_clip_fraction_counts_only_the_steps_where_the_ratio_can_move(tiny_model_path, monkeypatch):
+    """Regression: step 0 (ratio exactly 1, never clipped) was averaged in, halving the fraction at μ = 2."""
+    import raftkit.grpo as grpo_module
+
+    calls = []
+    real = grpo_module.clipped_surrogate
+
+    def recording(*args, **kwargs):
+        calls.append(real(*args, **kwargs))
+        return calls[-1]
+
+    monkeypatch.setattr(grpo_module, "clipped_surrogate", recording)
+    policy = _policy(tiny_model_path)
+    # Equal lengths: no padding, so every token counts; one micro-batch, so call i is step i.
+    rollouts, scores = _group([[300, 301], [400, 401], [500, 501], [600, 601]], [5.0, 1.0, 1.0, 0.0])
+    result = _update(policy, rollouts, scores, lr=3e-2, beta=0.0, num_iterations=2, micro_batch_size=4)
+    assert len(calls) == 2 and not calls[0].low_clipped.any() and not calls[0].high_clipped.any()
+    low, high = calls[1].low_clipped.float().mean().item(), calls[1].high_clipped.float().mean().item()
+    assert low + high > 0
+    assert result.metrics["clip_frac_low"] == pytest.approx(low)
+    assert result.metrics["clip_frac_high"] == pytest.approx(high)
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="loss_type"):
         GRPOConfig(loss_type="bnpo")
