@@ -117,12 +117,27 @@ def make_sampler(cfg: AlignConfig, model_path: str) -> Any:
     return sampler.make_sampler(cfg.sampler, model_path, **kwargs)
 
 
+def start_sampler(cfg: AlignConfig, model_path: str) -> Any:
+    """``make_sampler``, leaving the process's random state as it was: the vLLM engine reseeds Python,
+    NumPy and torch when it starts, which would overwrite the state a resume has just restored."""
+    state = rng_state()
+    sampler = make_sampler(cfg, model_path)
+    set_rng_state(state)
+    return sampler
+
+
 def rng_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "torch": torch.get_rng_state()}
+    import numpy as np
+
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    import numpy as np
+
     random.setstate(state["python"])
+    if "numpy" in state:  # checkpoints written before NumPy's state was kept lack it
+        np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
 
 
@@ -281,7 +296,7 @@ def run(
 
         # 5. The sampler starts from the model folder, i.e. the base weights: evaluate the base model first.
         with console.status(f"starting the {cfg.sampler} sampler"):
-            sampler = make_sampler(cfg, policy.path)
+            sampler = start_sampler(cfg, policy.path)
         _header(console, cfg, root, reward_names, stack, algorithm, len(train_set), heldout)
         evals = _read_eval(root)
         if heldout is not None and "before" not in evals:

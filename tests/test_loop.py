@@ -152,3 +152,21 @@ def test_default_run_dir_and_latest_link(tmp_path):
     loop.link_latest(a)
     loop.link_latest(a)  # replacing an existing link works
     assert (tmp_path / "latest").resolve() == a.resolve()
+
+
+def test_starting_the_sampler_keeps_a_restored_random_state(monkeypatch):
+    """Regression: the vLLM engine reseeds Python, NumPy and torch at start, after a resume had restored
+    the checkpoint's state, so the resumed run continued from the engine's seed instead."""
+    import numpy as np
+
+    def reseeding_sampler(cfg, model_path):
+        random.seed(0), np.random.seed(0), torch.manual_seed(0)  # what vLLM's engine start does
+        return object()
+
+    monkeypatch.setattr(loop, "make_sampler", reseeding_sampler)
+    random.seed(7), np.random.seed(7), torch.manual_seed(7)
+    state = loop.rng_state()
+    expected = (random.random(), np.random.rand(), torch.rand(1).item())
+    loop.set_rng_state(state)
+    loop.start_sampler(None, "model")
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
