@@ -418,8 +418,8 @@ class GRPO:
     def advantages(self, rollouts: list[Rollout], scores: Scores) -> tuple[Tensor, int, int]:
         """Per-rollout advantages from the scores' totals, grouped by prompt.
 
-        Returns (advantages [n], number of groups, number of groups with all-equal rewards). Dropped
-        samples are left out of their group's statistics and get advantage 0.
+        Returns (advantages [n], number of groups, number of groups with all-equal rewards). Dropped and
+        unscorable samples (``Scores.unscorable``) are left out of their group's statistics and get 0.
         """
         members: dict[int, list[int]] = defaultdict(list)
         for i, r in enumerate(rollouts):
@@ -429,9 +429,10 @@ class GRPO:
             return torch.zeros(0), 0, 0
         width = max(len(g) for g in groups)
         rewards = torch.full((len(groups), width), float("nan"), dtype=torch.float64)
+        unscorable = scores.unscorable  # left NaN like dropped samples: no baseline share, advantage 0
         for g, idx in enumerate(groups):
             for j, i in enumerate(idx):
-                if not scores.dropped[i]:
+                if not scores.dropped[i] and not unscorable[i]:
                     rewards[g, j] = scores.total[i]
         adv = group_advantages(rewards, self.config.scale_rewards)
         out = torch.zeros(len(rollouts))

@@ -350,6 +350,26 @@ def test_clip_fraction_counts_only_the_steps_where_the_ratio_can_move(tiny_model
     assert result.metrics["clip_frac_high"] == pytest.approx(high)
 
 
+def test_unscorable_samples_stay_out_of_the_group_as_in_trl():
+    """Regression: rewards [1, 0, None, None] gave [1.50, -0.50, -0.50, -0.50] (None counted as a total
+    of 0); TRL 1.16 marks such samples unscorable: [0.71, -0.71, 0, 0]."""
+    rollouts, _ = _group([[300], [400], [500], [600]], [0.0] * 4)
+    values = [1.0, 0.0, None, None]
+    scores = Scores(rewards={"r": values}, weights={"r": 1.0}, hits={}, total=[1.0, 0.0, 0.0, 0.0],
+                    dropped=[False] * 4)
+    assert scores.unscorable == [False, False, True, True]
+    algo = GRPO.__new__(GRPO)
+    algo.config = GRPOConfig()
+    adv, groups, constant = algo.advantages(rollouts, scores)
+    d = 0.5 / (math.sqrt(0.5) + 1e-4)  # mean 0.5, unbiased std of [1, 0] = sqrt(0.5)
+    _close(adv[None], [[d, -d, 0.0, 0.0]])
+    assert (groups, constant) == (1, 0)
+    # A filter hit is a score: that sample is not unscorable.
+    hit = Scores(rewards={"r": values}, weights={"r": 1.0}, hits={"f": [0, 0, 1, 0]}, total=[1.0, 0, -1, 0],
+                 dropped=[False] * 4)
+    assert hit.unscorable == [False, False, False, True]
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="loss_type"):
         GRPOConfig(loss_type="bnpo")
