@@ -42,6 +42,7 @@ from raftkit.grpo_loss import (
     token_entropy,
     token_logprobs,
 )
+from raftkit.lm_head import lm_parts
 from raftkit.policy import Policy
 from raftkit.rewards import Scores
 from raftkit.rollouts import Batch, Rollout
@@ -172,14 +173,6 @@ def _explore_stats(sums: dict[str, float], log_rho: Tensor, weight: Tensor, mb: 
                 "is_weight_min": float(weight[j][on].min()),
                 "log_rho": float(log_rho[j][on].sum()),  # the whole sequence's log importance ratio
             }
-
-
-def _parts(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module, float | None]:
-    """(backbone, lm head, final logit soft-cap) of a causal LM, or of the model under a peft wrapper."""
-    if hasattr(model, "get_base_model"):
-        model = model.get_base_model()
-    backbone = getattr(model, model.base_model_prefix)
-    return backbone, model.get_output_embeddings(), getattr(model.config, "final_logit_softcapping", None)
 
 
 def _completion_hidden(backbone: torch.nn.Module, mb: _MicroBatch, share_prompts: bool = True) -> Tensor:
@@ -448,13 +441,11 @@ class GRPO:
         The LM head runs only at the positions that predict completion tokens: the [tokens, vocab] logits
         exist for those alone, never for prompts or padding.
         """
-        backbone, head, softcap = _parts(model)
+        backbone, head = lm_parts(model)
         checkpointing = torch.is_grad_enabled() and getattr(model, "is_gradient_checkpointing", False)
         hidden = _completion_hidden(backbone, mb, share_prompts=not checkpointing)
         rows, ts = mb.tokens
         logits = head(hidden[rows, ts])
-        if softcap:
-            logits = torch.tanh(logits / softcap) * softcap
         flat = token_logprobs(logits, mb.completions[rows, ts], self.temperature)
         logp = flat.new_zeros(mb.mask.shape).index_put((rows, ts), flat)
         ent = None

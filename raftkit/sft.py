@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from raftkit.chat import encode_prompt
+from raftkit.lm_head import lm_parts
 
 IGNORE = -100  # the label value torch's cross-entropy skips
 
@@ -72,20 +73,13 @@ def completion_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> tuple[tor
     return loss, int((shift_labels != IGNORE).sum())
 
 
-def _backbone_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """(transformer body, lm head) of a causal LM, also under a peft wrapper."""
-    if hasattr(model, "get_base_model"):
-        model = model.get_base_model()
-    return getattr(model, model.base_model_prefix), model.get_output_embeddings()
-
-
 def completion_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
     """``completion_loss_sum`` without the logits of prompt and padding positions.
 
     The vocabulary is large (49152 for SmolLM2): projecting only the positions that predict a completion
     token skips the lm-head matmul and the fp32 log-softmax for the prompt, about half the positions here.
     """
-    backbone, head = _backbone_and_head(model)
+    backbone, head = lm_parts(model)
     hidden = backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
     targets = batch["labels"][:, 1:]
     rows, cols = (targets != IGNORE).nonzero(as_tuple=True)

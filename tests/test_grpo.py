@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from raftkit.grpo import GRPO, GRPOConfig, _completion_hidden, _micro_batch, _parts
+from raftkit.grpo import GRPO, GRPOConfig, _completion_hidden, _micro_batch
 from raftkit.grpo_loss import (
     AGGREGATIONS,
     BatchSize,
@@ -19,6 +19,7 @@ from raftkit.grpo_loss import (
     token_entropy,
     token_logprobs,
 )
+from raftkit.lm_head import lm_parts
 from raftkit.rewards import Scores
 from raftkit.rollouts import Batch, Rollout
 from raftkit.sampler import SamplingParams
@@ -284,7 +285,7 @@ def test_batched_log_probs_match_each_sequence_alone(tiny_model_path, share_prom
     rollouts = [Rollout(0, "p", "c", c, [0.0] * len(c), prompt_ids=list(p)) for p, c in pairs]
     mb = _micro_batch(rollouts, [0, 1, 2, 3], torch.zeros(4), 0, policy.device)
     assert mb.prompts.shape[0] == 2  # each distinct prompt once
-    backbone, head, _ = _parts(policy.model)
+    backbone, head = lm_parts(policy.model)
     with torch.no_grad():
         hidden = _completion_hidden(backbone, mb, share_prompts=share_prompts)
         rows, ts = mb.tokens
