@@ -18,7 +18,7 @@ import torch
 
 from raftkit import evaluate
 from raftkit.config import AlignConfig, build, load_file
-from raftkit.datasets import HELDOUT, PromptSet, load_prompts
+from raftkit.datasets import HELDOUT, DatasetError, PromptSet, load_prompts
 from raftkit.models import ModelError, resolve_model
 
 # Config keys that must agree for one engine to serve both models through a weight sync.
@@ -76,6 +76,9 @@ def resolve(target: str, settings: EvalSettings) -> tuple[str, str | None, Align
     prompts = heldout_prompts(cfg, from_run=run_model is not None and settings.dataset is None)
     if settings.limit is not None:
         prompts = prompts.subset(range(min(settings.limit, len(prompts))))
+    if not len(prompts):
+        raise DatasetError(f"{prompts.source}: no held-out prompts to evaluate on (the run held out "
+                           f"{cfg.heldout}); pass --dataset with prompts of your own")
     return model, base, cfg, prompts
 
 

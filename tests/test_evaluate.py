@@ -157,3 +157,15 @@ def test_eval_command_reports_a_missing_model_without_traceback(tmp_path):
     result = CliRunner().invoke(main, ["eval", str(tmp_path / "nope"), "--sampler", "hf"])
     assert result.exit_code != 0
     assert "no such folder" in result.output and "Traceback" not in result.output
+
+
+def test_eval_of_a_run_without_held_out_rows_says_what_to_do(tmp_path):
+    import yaml
+
+    (tmp_path / "run.json").write_text("{}")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"heldout": 0, "model": "default"}))
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    result = CliRunner().invoke(main, ["eval", str(tmp_path), "--sampler", "hf"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "no held-out prompts" in result.output and "--dataset" in result.output
