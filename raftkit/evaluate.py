@@ -34,15 +34,17 @@ def eval_stack(rewards: Sequence[Any], filters: Sequence[Any], timeout: float = 
     """The stack an evaluation scores with: the given rewards plus ``answer_match``, and every default
     filter plus the given ones (a filter the run configured keeps its parameters)."""
     from raftkit.config import DEFAULT_FILTERS
+    from raftkit.registry import load_registry
 
+    # Only what is installed: RAFTKIT_LOAD_PLUGINS may have left the built-ins out.
+    installed = load_registry().rewards
     specs = [RewardSpec.coerce(r) for r in rewards]
-    if ANSWER_REWARD not in {s.name for s in specs}:
+    if ANSWER_REWARD not in {s.name for s in specs} and ANSWER_REWARD in installed:
         specs.append(RewardSpec(ANSWER_REWARD))
     given = [RewardSpec.coerce(f) for f in filters]
     names = {s.name for s in given}
-    return RewardStack.build(
-        specs, [*given, *(RewardSpec(n) for n in DEFAULT_FILTERS if n not in names)], timeout=timeout
-    )
+    defaults = [RewardSpec(n) for n in DEFAULT_FILTERS if n not in names and n in installed]
+    return RewardStack.build(specs, [*given, *defaults], timeout=timeout)
 
 
 def with_answer_column(batch: Batch, column: str) -> Batch:

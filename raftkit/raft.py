@@ -120,12 +120,13 @@ def answer_misses(rollouts: Sequence[Rollout], batch: Batch) -> list[bool]:
     measured on the bundled set, letting such prompts through (where the model cannot answer, keep its
     best-scored sample) trained on its emoji-studded Japanese gibberish, which spread to every answer.
     """
-    answers = batch.columns.get("answers")
-    if answers is None:
-        return [False] * len(rollouts)
     from raftkit.registry import load_registry
 
-    match = load_registry().get("answer_match").fn
+    answers = batch.columns.get("answers")
+    info = load_registry().rewards.get("answer_match")  # absent if RAFTKIT_LOAD_PLUGINS left it out
+    if answers is None or info is None:
+        return [False] * len(rollouts)
+    match = info.fn
     found = match([r.completion for r in rollouts], answers=[answers[r.prompt_index] for r in rollouts])
     return [v == 0.0 for v in found]
 

@@ -169,3 +169,24 @@ def test_eval_of_a_run_without_held_out_rows_says_what_to_do(tmp_path):
     result = CliRunner().invoke(main, ["eval", str(tmp_path), "--sampler", "hf"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "no held-out prompts" in result.output and "--dataset" in result.output
+
+
+def test_evaluation_and_the_answer_gate_without_the_builtin_plugins(monkeypatch):
+    """RAFTKIT_LOAD_PLUGINS may leave answer_match and the filters out: no accuracy, no gate, no crash."""
+    from raftkit.raft import answer_misses
+    from raftkit.registry import plugin_manager
+
+    plugin_manager.cache_clear()
+    monkeypatch.setenv("RAFTKIT_LOAD_PLUGINS", "rules")  # rewards only: no filters
+    try:
+        stack = evaluate.eval_stack(["emoji"], [])
+        assert [e.label for e in stack.rewards] == ["emoji", "answer_match"] and stack.filters == []
+        monkeypatch.setenv("RAFTKIT_LOAD_PLUGINS", "filters")  # no answer_match
+        plugin_manager.cache_clear()
+        stack = evaluate.eval_stack([], [])
+        assert stack.rewards == [] and len(stack.filters) >= 8
+        batch = Batch(["q"], {"answers": [["x"]]}, [0])
+        rollouts = [Rollout(0, "q", "y", [1], [0.0])]
+        assert answer_misses(rollouts, batch) == [False]
+    finally:
+        plugin_manager.cache_clear()
