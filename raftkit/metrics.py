@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from raftkit.evaluate import ANSWER_COLUMN
 from raftkit.rewards import Scores
 from raftkit.rollouts import Batch, Rollout
 from raftkit.text import distinct_n
@@ -101,8 +102,8 @@ def rollout_records(
             "prompt": r.prompt,
             "completion": r.completion,
         }
-        if "answers" in batch.columns:  # the accepted answers, to read a completion against
-            rec["answers"] = batch.columns["answers"][r.prompt_index]
+        if ANSWER_COLUMN in batch.columns:  # the accepted answers, to read a completion against
+            rec["answers"] = batch.columns[ANSWER_COLUMN][r.prompt_index]
         if scores is not None:
             rec.update(scores.sample(i))
         rec.update(

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from raftkit.algorithm import StepResult
 from raftkit.config import ConfigError, at_least
+from raftkit.evaluate import ANSWER_COLUMN
 from raftkit.explore import hinted_count, resolve_hint, sample_with_hint
 from raftkit.rollouts import Batch, Rollout
 
@@ -122,7 +123,7 @@ def answer_misses(rollouts: Sequence[Rollout], batch: Batch) -> list[bool]:
     """
     from raftkit.registry import load_registry
 
-    answers = batch.columns.get("answers")
+    answers = batch.columns.get(ANSWER_COLUMN)
     info = load_registry().rewards.get("answer_match")  # absent if RAFTKIT_LOAD_PLUGINS left it out
     if answers is None or info is None:
         return [False] * len(rollouts)
