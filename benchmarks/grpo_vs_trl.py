@@ -50,11 +50,11 @@ def prompt_batches(steps: int) -> list[list[Any]]:
 def run_raftkit(batches: list[list[Any]], sampler_kind: str, micro_batch_size: int) -> dict[str, Any]:
     import torch
 
-    from raftkit.grpo import GRPO, GRPOConfig
+    from raftkit.algorithms.grpo import GRPO, GRPOConfig
     from raftkit.policy import Policy
     from raftkit.rewards import RewardStack
     from raftkit.rollouts import Batch
-    from raftkit.sampler import SamplingParams, make_sampler
+    from raftkit.sampling.sampler import SamplingParams, make_sampler
 
     torch.manual_seed(0)
     policy = Policy()

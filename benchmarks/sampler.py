@@ -77,7 +77,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM
 
     from raftkit.models import default_model_path
-    from raftkit.sampler import SamplingParams
+    from raftkit.sampling.sampler import SamplingParams
 
     console = Console()
     path = str(default_model_path())
@@ -95,7 +95,7 @@ def main() -> None:
 
     # HF first: the in-process vLLM engine changes process-wide thread settings once it starts.
     if args.only in (None, "hf"):
-        from raftkit.sampler_hf import HFSampler
+        from raftkit.sampling.hf_generate import HFSampler
 
         start = time.perf_counter()
         hf = HFSampler(path, seed=0)
@@ -107,7 +107,7 @@ def main() -> None:
         gc.collect()
 
     if args.only in (None, "vllm"):
-        from raftkit.sampler_vllm import VLLMSampler
+        from raftkit.sampling.vllm_engine import VLLMSampler
 
         vllm = VLLMSampler(path, seed=0, kv_cache_gib=args.kv_cache_gib)
         with console.status("VLLMSampler generating"):

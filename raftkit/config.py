@@ -1,11 +1,11 @@
 """Run configuration: plain dataclasses whose field docstrings are the documentation and the ``--help``.
 
 Each field is followed by a string literal (cleanrl style); ``field_docs`` reads those with ``ast``.
-``AlignConfig`` holds what every algorithm shares; ``RaftConfig`` (raftkit.raft) and ``GRPOConfig``
-(raftkit.grpo) add their own fields. A field name means one thing everywhere: a name the common config
-already has is not repeated. Values come, in increasing priority, from the dataclass defaults, a
-``--config`` file (YAML or TOML, flat keys) and the command line. A run writes the resolved config back to
-``RUN_DIR/config.yaml`` in the same flat form, so ``--config RUN_DIR/config.yaml`` repeats it.
+``AlignConfig`` holds what every algorithm shares; each algorithm's own config (``RaftConfig``,
+``GRPOConfig``, ... in raftkit.algorithms) adds its fields. A field name means one thing everywhere:
+a name the common config already has is not repeated. Values come, in increasing priority, from the
+dataclass defaults, a ``--config`` file (YAML or TOML, flat keys) and the command line. A run writes the
+resolved config back to ``RUN_DIR/config.yaml`` in the same flat form, so ``--config RUN_DIR/config.yaml`` repeats it.
 """
 
 from __future__ import annotations
@@ -48,8 +48,10 @@ class ConfigError(ValueError):
 class AlignConfig:
     """Settings shared by every algorithm of `raftkit align`."""
 
-    algo: Literal["raft", "grpo"] = "raft"
-    """Training algorithm: raft (keep the best samples, fine-tune on them) or grpo."""
+    algo: str = "raft"
+    """Training algorithm: raft (keep the best samples, fine-tune on them), raftpp (RAFT with clipped
+    importance-sampled steps), reinforce_rej (REINFORCE, group-mean baseline, no all-equal groups), grpo, or
+    one a plugin registers (`raftkit algorithms` lists them)."""
     model: str = "default"
     """Model to align: a transformers folder, a hub id, or 'default' (bundled SmolLM2-135M-Instruct)."""
     dataset: str = "bundled"
@@ -107,8 +109,14 @@ class AlignConfig:
     """Seconds a reward may take on one batch before the run stops with an error."""
 
     def __post_init__(self) -> None:
+        from raftkit import algorithms
+
+        try:
+            algorithm = algorithms.get(self.algo).cls
+        except algorithms.AlgorithmError as e:
+            raise ConfigError(f"--algo: {e}") from None
         if self.prompts_per_iteration is None:
-            self.prompts_per_iteration = DEFAULT_PROMPTS[self.algo]
+            self.prompts_per_iteration = algorithm.default_prompts
         for name in (
             "iterations",
             "prompts_per_iteration",
@@ -123,13 +131,9 @@ class AlignConfig:
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"--top-p must be in (0, 1], got {self.top_p}")
         if self.lr is None:
-            self.lr = DEFAULT_LR[self.algo]
+            self.lr = algorithm.default_lr
         if self.lr <= 0 or self.reward_timeout <= 0 or self.kv_cache_gib <= 0:
             raise ConfigError("--lr, --reward-timeout and --kv-cache-gib must be positive")
-
-
-DEFAULT_LR = {"raft": 3e-5, "grpo": 1e-5}
-DEFAULT_PROMPTS = {"raft": 32, "grpo": 16}
 
 
 def at_least(cfg: Any, name: str, low: float) -> None:

@@ -71,7 +71,7 @@ def evaluate(
     ``stack`` should come from ``eval_stack`` so that accuracy and degeneracy are measured; a reward
     named ``answer_match`` becomes ``accuracy`` (None where no prompt has answers).
     """
-    from raftkit.sampler import SamplingParams
+    from raftkit.sampling.sampler import SamplingParams
 
     start = time.perf_counter()
     if temperature <= 0:

@@ -36,9 +36,10 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from raftkit import evalrender, evaluate, rundir
+from raftkit import evalrender, evaluate
 from raftkit.config import AlignConfig, to_dict
-from raftkit.metrics import iteration_metrics, rollout_records, summary_line
+from raftkit.runs import rundir
+from raftkit.runs.metrics import iteration_metrics, rollout_records, summary_line
 
 CHECKPOINT_STATE = "state.pt"
 CHECKPOINT_WEIGHTS = "policy.pt"
@@ -79,28 +80,17 @@ def link_latest(run_dir: Path) -> None:
 
 
 def make_algorithm(cfg: AlignConfig, algo_cfg: Any, policy: Any, sampling: Any) -> Any:
-    if cfg.algo == "raft":
-        from raftkit.raft import RAFT
+    """The configured algorithm, built from the registry (raftkit.algorithms)."""
+    from raftkit import algorithms
 
-        return RAFT(
-            policy,
-            algo_cfg,
-            lr=cfg.lr,
-            total_steps=cfg.iterations,
-            k=cfg.k,
-            sampling=sampling,
-            seed=cfg.seed,
-            rewards=cfg.rewards,
-        )
-    from raftkit.grpo import GRPO
-
-    return GRPO(
+    return algorithms.get(cfg.algo).cls(
         policy,
         algo_cfg,
         lr=cfg.lr,
         total_steps=cfg.iterations,
         k=cfg.k,
         sampling=sampling,
+        seed=cfg.seed,
         rewards=cfg.rewards,
     )
 
@@ -109,7 +99,7 @@ def make_sampler(cfg: AlignConfig, model_path: str) -> Any:
     # The in-process engine is what lets the loop sync weights into it (DESIGN.md).
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(cfg.kv_cache_gib))))
-    from raftkit import sampler
+    from raftkit.sampling import sampler
 
     kwargs: dict[str, Any] = {"seed": cfg.seed}
     if cfg.sampler != "hf":
@@ -238,7 +228,7 @@ def run(
     from raftkit.datasets import load_prompts
     from raftkit.policy import Policy
     from raftkit.rewards import RewardStack
-    from raftkit.sampler import SamplingParams
+    from raftkit.sampling.sampler import SamplingParams
 
     console = console or Console()
     root = Path(run_dir)

@@ -78,12 +78,12 @@ def vllm_sampler(default_model_path):
 
     Tests that sync changed weights into it must sync the original weights back before they end.
     """
-    from raftkit.sampler import vllm_import_error
+    from raftkit.sampling.sampler import vllm_import_error
 
     reason = vllm_import_error()
     if reason is not None:
         pytest.skip(f"vLLM cannot be imported here ({reason})")
-    from raftkit.sampler_vllm import VLLMSampler
+    from raftkit.sampling.vllm_engine import VLLMSampler
 
     sampler = VLLMSampler(default_model_path, seed=0, kv_cache_gib=1)
     try:
@@ -95,7 +95,7 @@ def vllm_sampler(default_model_path):
 @pytest.fixture(scope="session")
 def hf_sampler(default_model_path):
     """An HFSampler (bf16 where supported) on the default model, shared by the session."""
-    from raftkit.sampler_hf import HFSampler
+    from raftkit.sampling.hf_generate import HFSampler
 
     sampler = HFSampler(default_model_path, seed=0)
     yield sampler

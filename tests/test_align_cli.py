@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from raftkit.cli import main
 from raftkit.hookspecs import hookimpl
 from raftkit.registry import plugin_manager, reward
-from raftkit.rundir import read_jsonl
+from raftkit.runs.rundir import read_jsonl
 
 pytestmark = pytest.mark.slow
 

@@ -9,6 +9,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from raftkit.algorithms.raft import RaftConfig
 from raftkit.config import (
     DEFAULT_FILTERS,
     AlignConfig,
@@ -23,7 +24,6 @@ from raftkit.config import (
     save_yaml,
     to_dict,
 )
-from raftkit.raft import RaftConfig
 
 
 @dataclass

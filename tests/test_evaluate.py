@@ -173,7 +173,7 @@ def test_eval_of_a_run_without_held_out_rows_says_what_to_do(tmp_path):
 
 def test_evaluation_and_the_answer_gate_without_the_builtin_plugins(monkeypatch):
     """RAFTKIT_LOAD_PLUGINS may leave answer_match and the filters out: no accuracy, no gate, no crash."""
-    from raftkit.raft import answer_misses
+    from raftkit.algorithms.raft import answer_misses
     from raftkit.registry import plugin_manager
 
     plugin_manager.cache_clear()

@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from raftkit.grpo import GRPO, GRPOConfig, _completion_hidden, _micro_batch
-from raftkit.grpo_loss import (
+from raftkit.algorithms.grpo import GRPO, GRPOConfig, _completion_hidden, _micro_batch
+from raftkit.algorithms.lm_head import lm_parts
+from raftkit.algorithms.losses import (
     AGGREGATIONS,
     BatchSize,
     clipped_surrogate,
@@ -19,10 +20,9 @@ from raftkit.grpo_loss import (
     token_entropy,
     token_logprobs,
 )
-from raftkit.lm_head import lm_parts
 from raftkit.rewards import Scores
 from raftkit.rollouts import Batch, Rollout
-from raftkit.sampler import SamplingParams
+from raftkit.sampling.sampler import SamplingParams
 
 NAN = float("nan")
 
@@ -330,7 +330,7 @@ def test_several_iterations_reuse_old_logprobs(tiny_model_path):
 
 def test_clip_fraction_counts_only_the_steps_where_the_ratio_can_move(tiny_model_path, monkeypatch):
     """Regression: step 0 (ratio exactly 1, never clipped) was averaged in, halving the fraction at μ = 2."""
-    import raftkit.grpo as grpo_module
+    import raftkit.algorithms.grpo as grpo_module
 
     calls = []
     real = grpo_module.clipped_surrogate
@@ -419,8 +419,8 @@ def tokenizer(default_tokenizer):
 
 
 def test_sample_with_hint_trains_against_the_original_prompt(tokenizer):
+    from raftkit.algorithms.explore import sample_with_hint
     from raftkit.chat import encode_prompt
-    from raftkit.explore import sample_with_hint
 
     chat = [{"role": "user", "content": "Q1"}]
     sampler = _EchoSampler(tokenizer)

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from raftkit.cli import main
-from raftkit.rundir import RunWriter, iteration_dir
+from raftkit.runs.rundir import RunWriter, iteration_dir
 
 PROMPTS = ["Tell me about cats.", "How do I boil an egg?", "What is the capital of France?"]
 
@@ -252,7 +252,7 @@ def test_plot_png(run, tmp_path):
     assert pixels.shape[0] > 500 and pixels.shape[1] > 1000
     assert pixels[..., :3].std() > 0.05  # not a blank canvas
 
-    from raftkit import plots, runview
+    from raftkit.runs import plots, runview
 
     titles = [p["title"] for p in plots.panels([runview.load_summary(run)])]
     assert titles == ["reward: emoji", "total reward", "completion length", "diversity", "filter hit rate",

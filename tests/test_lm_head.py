@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from raftkit import sft
-from raftkit.lm_head import lm_parts
+from raftkit.algorithms import sft
+from raftkit.algorithms.lm_head import lm_parts
 
 SIZES = {"vocab_size": 96, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
          "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 64}

@@ -9,11 +9,12 @@ import random
 import pytest
 import torch
 
-from raftkit import loop, rundir
-from raftkit.metrics import iteration_metrics, mean_std, rollout_records, summary_line
-from raftkit.raft import RAFT, RaftConfig
+from raftkit import loop
+from raftkit.algorithms.raft import RAFT, RaftConfig
 from raftkit.rewards import Scores
 from raftkit.rollouts import Batch, Rollout
+from raftkit.runs import rundir
+from raftkit.runs.metrics import iteration_metrics, mean_std, rollout_records, summary_line
 
 
 def _rollouts():

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from raftkit.config import ConfigError
-from raftkit.raft import (
+from raftkit.algorithms.raft import (
     RAFT,
     RaftConfig,
     answer_misses,
@@ -17,6 +16,7 @@ from raftkit.raft import (
     select_local,
     select_top,
 )
+from raftkit.config import ConfigError
 from raftkit.registry import info_for, load_registry, reward
 from raftkit.rewards import RewardStack
 from raftkit.rollouts import Batch, Rollout
@@ -140,7 +140,7 @@ class _LengthLimitedSampler(_EchoSampler):
 
 def test_only_prompts_without_any_sample_count_as_skipped():
     """Regression: a prompt whose hinted copy alone was too long was counted as skipped too."""
-    from raftkit.explore import sample_with_hint
+    from raftkit.algorithms.explore import sample_with_hint
 
     batch = Batch(["short", "a much longer prompt", "x" * 40], {}, [0, 1, 2])
     sampled = sample_with_hint(_LengthLimitedSampler(limit=25), batch, 4, 2, " Use emojis please.", None)
@@ -294,7 +294,7 @@ def test_keep_answers_never_selects_a_sample_that_lost_the_answer():
 
 
 def test_summary_line_of_an_iteration_that_trained_on_nothing():
-    from raftkit.metrics import summary_line
+    from raftkit.runs.metrics import summary_line
 
     line = summary_line(1, 8, {"reward/emoji/mean": 0.5, "loss": None, "kl": None, "time/iteration": 3.0},
                         ["emoji"])

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from raftkit import highlight, rolloutview, runview
-from raftkit.rundir import RunWriter, iteration_dir
+from raftkit import highlight
+from raftkit.runs import rolloutview, runview
+from raftkit.runs.rundir import RunWriter, iteration_dir
 
 
 def sample(it: int, row: int, k: int, completion: str, total: float, **extra) -> dict:

@@ -13,7 +13,8 @@ from conftest import tiny_llama_config
 
 from raftkit.chat import encode_prompt
 from raftkit.rollouts import Rollout
-from raftkit.sampler import (
+from raftkit.sampling.hf_generate import HFSampler, _SampledLogprobs
+from raftkit.sampling.sampler import (
     MAX_PARTIAL_TOKENS,
     SamplingParams,
     cut_tokens,
@@ -24,7 +25,6 @@ from raftkit.sampler import (
     make_sampler,
     trim_partial_char,
 )
-from raftkit.sampler_hf import HFSampler, _SampledLogprobs
 from raftkit.text import self_dialogue_cut
 
 CHAT = [{"role": "user", "content": "What is the capital of France?"}]

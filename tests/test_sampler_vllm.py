@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from raftkit.chat import encode_prompt
-from raftkit.sampler import MAX_PARTIAL_TOKENS, SamplingParams, decode
+from raftkit.sampling.sampler import MAX_PARTIAL_TOKENS, SamplingParams, decode
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 

@@ -7,8 +7,7 @@ import math
 import pytest
 import torch
 
-from raftkit.chat import encode_prompt
-from raftkit.sft import (
+from raftkit.algorithms.sft import (
     IGNORE,
     Example,
     Schedule,
@@ -18,6 +17,7 @@ from raftkit.sft import (
     make_example,
     train,
 )
+from raftkit.chat import encode_prompt
 
 
 class _Tok:

@@ -1,7 +1,8 @@
 """`raftkit align`: train a policy with RAFT or GRPO on rewards written as Python functions.
 
-Every option comes from a config dataclass (raftkit.config.AlignConfig, raftkit.raft.RaftConfig,
-raftkit.grpo.GRPOConfig); its docstring is the help text. Priority: defaults < --config FILE < flags.
+Every option comes from a config dataclass (raftkit.config.AlignConfig and the chosen algorithm's own, e.g.
+raftkit.algorithms.raft.RaftConfig); its docstring is the help text.
+Priority: defaults < --config FILE < flags.
 """
 
 from __future__ import annotations
@@ -13,30 +14,22 @@ import click
 
 from raftkit.config import AlignConfig, ConfigCommand, ConfigError, build, check_keys, cli_values, load_file
 
-ALGORITHMS = ("raft", "grpo")
-
 
 def _config_classes() -> list[type]:
-    from raftkit.raft import RaftConfig
+    """The common config and every registered algorithm's own (their fields become the options)."""
+    from raftkit import algorithms
 
-    classes: list[type] = [AlignConfig, RaftConfig]
-    try:
-        from raftkit.grpo import GRPOConfig
-    except ImportError:  # GRPO not installed in this build: its options are simply absent
-        return classes
-    return [*classes, GRPOConfig]
+    found, _ = algorithms.load_algorithms()
+    return [AlignConfig, *(info.config for info in found.values())]
 
 
 def _algorithm_config_class(algo: str) -> type:
-    if algo == "raft":
-        from raftkit.raft import RaftConfig
+    from raftkit import algorithms
 
-        return RaftConfig
     try:
-        from raftkit.grpo import GRPOConfig
-    except ImportError as e:
-        raise click.ClickException(f"--algo grpo is not available: {e}") from None
-    return GRPOConfig
+        return algorithms.get(algo).config
+    except algorithms.AlgorithmError as e:
+        raise click.ClickException(f"--algo: {e}") from None
 
 
 EPILOG = """\b

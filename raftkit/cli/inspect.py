@@ -12,8 +12,8 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from raftkit import rolloutview, runview
 from raftkit.cli import inspect_render as render
+from raftkit.runs import rolloutview, runview
 
 DEFAULT_LIMIT = 20
 PIPE_WIDTH = 160
@@ -120,7 +120,7 @@ def command(paths: tuple[Path, ...], iteration: str | None, sort: str | None, to
 
 
 def _plot(runs: list[runview.RunSummary], path: Path, err: Console) -> None:
-    from raftkit import plots
+    from raftkit.runs import plots
 
     try:
         plots.plot_runs(runs, path)

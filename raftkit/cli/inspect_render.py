@@ -16,8 +16,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from raftkit import highlight, rolloutview, runview
-from raftkit.rundir import BadLine
+from raftkit import highlight
+from raftkit.runs import rolloutview, runview
+from raftkit.runs.rundir import BadLine
 
 # How each kind of degenerate text is coloured in a completion.
 HIT_STYLES = {"stray_hash": "bold red", "emoticon_flood": "bold magenta",

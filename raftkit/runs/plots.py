@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from raftkit.runview import RunSummary
+    from raftkit.runs.runview import RunSummary
 
 
 _STYLES = ("-", "--", ":", "-.")

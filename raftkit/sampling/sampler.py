@@ -2,9 +2,9 @@
 
 Two backends produce the same ``Rollout`` records:
 
-- ``VLLMSampler`` (raftkit.sampler_vllm): an in-process vLLM engine whose weights are replaced in place
-  after every policy update.
-- ``HFSampler`` (raftkit.sampler_hf): batched transformers ``generate``, the fallback where vLLM is missing.
+- ``VLLMSampler`` (vllm_engine.py): an in-process vLLM engine whose weights are replaced in place after
+  every policy update.
+- ``HFSampler`` (hf_generate.py): batched transformers ``generate``, the fallback where vLLM is missing.
 
 Both tokenize prompts with ``raftkit.chat.encode_prompt`` and hand the engine token ids, so the trainer
 sees the very ids that were sampled from. Both report ``logprobs`` under the *processed* distribution the
@@ -280,22 +280,22 @@ def make_sampler(kind: Literal["auto", "vllm", "hf"], model: str, **kwargs: Any)
             kind = "hf"
             kwargs = {k: v for k, v in kwargs.items() if k in _HF_KWARGS}
     if kind == "vllm":
-        from raftkit.sampler_vllm import VLLMSampler
+        from raftkit.sampling.vllm_engine import VLLMSampler
 
         return VLLMSampler(model, **kwargs)
-    from raftkit.sampler_hf import HFSampler
+    from raftkit.sampling.hf_generate import HFSampler
 
     return HFSampler(model, **kwargs)
 
 
 def __getattr__(name: str) -> Any:
-    # `from raftkit.sampler import VLLMSampler, HFSampler` works without importing vLLM up front.
+    # `from raftkit.sampling.sampler import VLLMSampler, HFSampler` works without importing vLLM up front.
     if name == "VLLMSampler":
-        from raftkit.sampler_vllm import VLLMSampler
+        from raftkit.sampling.vllm_engine import VLLMSampler
 
         return VLLMSampler
     if name == "HFSampler":
-        from raftkit.sampler_hf import HFSampler
+        from raftkit.sampling.hf_generate import HFSampler
 
         return HFSampler
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,7 +6,7 @@ algorithms can therefore draw a share of each prompt's k samples from a *proposa
 exploration hint appended (" Use emojis 😊."). Those samples are marked ``hinted`` and handed on as
 completions of the *original* prompt: ``prompt`` and ``prompt_ids`` are the original's, ``sample_prompt``
 keeps what was sampled from, and ``logprobs`` stay the sampler's, i.e. the behaviour distribution's
-(prompt + hint), which is what GRPO's importance correction needs (raftkit.grpo_loss.importance_weights).
+(prompt + hint), which is what GRPO's importance correction needs (``losses.importance_weights``).
 RAFT needs no correction: it fine-tunes on selected samples whatever their source.
 """
 

@@ -28,7 +28,7 @@ os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 from raftkit.models import resolve_model
 from raftkit.policy import bf16_supported
 from raftkit.rollouts import Prompt, Rollout
-from raftkit.sampler import SamplingParams, draw_lengths, encode_prompts, finish_rollout
+from raftkit.sampling.sampler import SamplingParams, draw_lengths, encode_prompts, finish_rollout
 
 _GIB = 1 << 30
 

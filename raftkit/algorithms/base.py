@@ -1,4 +1,4 @@
-"""What the loop needs from a training algorithm. RAFT (raftkit.raft) and GRPO (raftkit.grpo) are the two.
+"""What the loop needs from a training algorithm, and what an update returns.
 
 The loop is the same for both and data flows one way through it::
 

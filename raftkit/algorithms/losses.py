@@ -1,5 +1,5 @@
 """The tensor math of GRPO, as pure functions: advantages, the clipped surrogate, the KL estimator,
-loss aggregation, and token log-probs. ``raftkit.grpo`` wires them into the training step.
+loss aggregation, and token log-probs. ``raftkit.algorithms.grpo`` wires them into the training step.
 
 Definitions follow TRL 1.16's ``GRPOTrainer`` (``trl/trainer/grpo_trainer.py``) so results are comparable:
 unbiased (Bessel-corrected) standard deviation, ``eps = 1e-4`` added to the std, the k3 KL estimator, and

@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from raftkit.algorithm import StepResult
+from raftkit.algorithms.base import StepResult
+from raftkit.algorithms.explore import hinted_count, resolve_hint, sample_with_hint
 from raftkit.config import ConfigError, at_least
 from raftkit.evaluate import ANSWER_COLUMN
-from raftkit.explore import hinted_count, resolve_hint, sample_with_hint
 from raftkit.rollouts import Batch, Rollout
 
 
@@ -176,6 +176,9 @@ class RAFT:
     """The RAFT algorithm for raftkit.loop: exploration-aware sampling, selection, SFT on the selection."""
 
     name = "raft"
+    Config = RaftConfig
+    default_lr = 3e-5  # supervised steps on the selected samples
+    default_prompts = 32  # it trains only on samples that keep the answer: a few per batch on the bundled set
 
     def __init__(
         self,
@@ -197,7 +200,7 @@ class RAFT:
         self._optimizer = None
         self.progress = None  # set by the loop: a callable(done, total) for the training progress bar
 
-    # 1. sample: k - h plain samples and h hinted ones per prompt, regrouped prompt-major (raftkit.explore)
+    # 1. sample: k - h plain samples and h hinted ones per prompt, regrouped prompt-major (see explore.py)
     def sample(self, sampler: Any, batch: Batch, iteration: int) -> list[Rollout]:
         sampled = sample_with_hint(sampler, batch, self.k, self.n_hinted, self.hint, self.sampling)
         self.skipped = sampled.skipped
@@ -213,7 +216,7 @@ class RAFT:
 
     # 2. update: select, then fine-tune on original prompt + selected completion
     def update(self, batch: Batch, rollouts: list[Rollout], scores: Any, iteration: int) -> StepResult:
-        from raftkit import sft
+        from raftkit.algorithms import sft
 
         excluded, misses = exclusions(rollouts, batch, scores, self.config)
         chosen = self.select(rollouts, scores.total, excluded)

@@ -4,7 +4,7 @@ Everything here tolerates what a run directory can hold: a run still being writt
 unfinished), a killed run (no finish, a half-written iteration folder), a run from an older raftkit
 (fields missing) and corrupt lines. Nothing raises on bad content; problems are collected as messages
 that name the file and line. The summary reads only ``run.json``, ``config.yaml``, ``metrics.jsonl`` and
-``eval.json`` — never the rollouts (``raftkit.rolloutview`` streams those) — so it opens instantly on
+``eval.json`` — never the rollouts (``raftkit.runs.rolloutview`` streams those) — so it opens instantly on
 runs of any size.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from raftkit import rundir
+from raftkit.runs import rundir
 
 STATUSES = ("running", "finished", "crashed", "stopped")
 SPARK = "▁▂▃▄▅▆▇█"

@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from raftkit import rundir
+from raftkit.runs import rundir
 from raftkit.rewards import completion_text
-from raftkit.runview import InspectError, number
+from raftkit.runs.runview import InspectError, number
 from raftkit.text import distinct_n
 
 # The fields a rollout record carries besides its rewards (everything else numeric in a flat

@@ -1,18 +1,18 @@
 """GRPO: group-relative policy optimisation, as an Algorithm for raftkit's loop.
 
 Per prompt the sampler draws k completions (a group). Each completion's advantage is its reward minus the
-group mean (scaled by a std, see ``raftkit.grpo_loss.group_advantages``); the policy is pushed up on
+group mean (scaled by a std, see ``raftkit.algorithms.losses.group_advantages``); the policy is pushed up on
 completions that beat their group and down on those that did not, with PPO's clipped ratio, a k3 KL
 penalty towards the frozen starting model, and one of three loss aggregations. The math lives in
-``raftkit.grpo_loss``; this module turns rollouts into tensors and runs the optimiser.
+``raftkit.algorithms.losses``; this module turns rollouts into tensors and runs the optimiser.
 
 One ``update`` is one batch of b prompts x k completions and ``num_iterations`` (μ) optimiser steps on it;
 each step accumulates gradients over micro-batches so it covers the whole batch.
 
 Exploration (``--explore-hint``, off by default): a share of each prompt's k samples is drawn with a hint
-appended to the prompt (``raftkit.explore``) and trained as completions of the original prompt. Those
+appended to the prompt (``explore``) and trained as completions of the original prompt. Those
 tokens were not drawn from the policy, so their surrogate is multiplied by a truncated importance weight
-``min(π_old(y_t|x, y_<t) / μ(y_t|x+hint, y_<t), cap)`` (``raftkit.grpo_loss.importance_weights``);
+``min(π_old(y_t|x, y_<t) / μ(y_t|x+hint, y_<t), cap)`` (``raftkit.algorithms.losses.importance_weights``);
 the policy's own samples are untouched. docs/grpo.md states the formula and its bias.
 """
 
@@ -28,9 +28,10 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from raftkit.algorithm import StepResult
-from raftkit.explore import hinted_count, resolve_hint, sample_with_hint
-from raftkit.grpo_loss import (
+from raftkit.algorithms.base import StepResult
+from raftkit.algorithms.explore import hinted_count, resolve_hint, sample_with_hint
+from raftkit.algorithms.lm_head import lm_parts
+from raftkit.algorithms.losses import (
     AGGREGATIONS,
     SCALES,
     BatchSize,
@@ -42,11 +43,10 @@ from raftkit.grpo_loss import (
     token_entropy,
     token_logprobs,
 )
-from raftkit.lm_head import lm_parts
 from raftkit.policy import Policy
 from raftkit.rewards import Scores
 from raftkit.rollouts import Batch, Rollout
-from raftkit.sampler import SamplingParams
+from raftkit.sampling.sampler import SamplingParams
 
 
 @dataclass
@@ -214,9 +214,12 @@ class GRPO:
     """The GRPO algorithm: on-policy sampling, group advantages, clipped policy-gradient updates."""
 
     name = "grpo"
+    Config = GRPOConfig
+    default_lr = 1e-5  # higher made the ratio leave the clip band within one step
+    default_prompts = 16
 
     def __init__(self, policy: Policy, config: GRPOConfig, *, lr: float, total_steps: int, k: int,
-                 sampling: SamplingParams | None = None, rewards: Sequence[Any] = ()):
+                 sampling: SamplingParams | None = None, seed: int = 0, rewards: Sequence[Any] = ()):
         """``total_steps``: the run's iterations (``update`` calls); each makes μ optimiser steps.
         ``rewards``: the configured reward specs, which ``explore_hint='auto'`` builds its hint from."""
         from transformers import get_linear_schedule_with_warmup

@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
+from raftkit.algorithms.lm_head import lm_parts
 from raftkit.chat import encode_prompt
-from raftkit.lm_head import lm_parts
 
 IGNORE = -100  # the label value torch's cross-entropy skips
 

@@ -1,0 +1,14 @@
+"""The built-in algorithms, registered through the same hook as a third-party package's."""
+
+from raftkit.hookspecs import hookimpl
+
+
+@hookimpl
+def register_algorithms(register):
+    # Imported here, not at module level: loading the plugin registry (e.g. for `raftkit rewards`) must
+    # not import torch.
+    from raftkit.algorithms.grpo import GRPO
+    from raftkit.algorithms.raft import RAFT
+
+    for cls in (RAFT, GRPO):
+        register(cls)

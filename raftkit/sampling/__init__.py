@@ -1,0 +1,1 @@
+"""Sampling k completions per prompt: the interface, the vLLM engine and transformers generate."""
