@@ -53,8 +53,11 @@ def test_none_is_exactly_one():
 
 def test_floor():
     # rho = [[2, 0.5], [2, 2]], floor 0.6 (cap 3): truncate lifts 0.5 to 0.6, mask zeroes it.
-    torch.testing.assert_close(_weight("token_truncate", cap=3.0, floor=0.6), torch.tensor([[2.0, 0.6], [2.0, 2.0]]))
-    torch.testing.assert_close(_weight("token_mask", cap=3.0, floor=0.6), torch.tensor([[2.0, 0.0], [2.0, 2.0]]))
+    truncate = _weight("token_truncate", cap=3.0, floor=0.6)
+    torch.testing.assert_close(truncate, torch.tensor([[2.0, 0.6], [2.0, 2.0]]))
+    torch.testing.assert_close(
+        _weight("token_mask", cap=3.0, floor=0.6), torch.tensor([[2.0, 0.0], [2.0, 2.0]])
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -153,11 +156,17 @@ def test_stats_empty_mask_is_zero():
 
 @pytest.mark.parametrize(
     ("kw", "name"),
-    [({"mode": "seq_mask"}, "mode"), ({"cap": 0.0}, "cap"), ({"cap": -1.0}, "cap"), ({"cap": float("nan")}, "cap"),
-     ({"floor": -0.1}, "floor"), ({"floor": 4.0, "cap": 3.0}, "floor")],
+    [
+        ({"mode": "seq_mask"}, "mode"),
+        ({"cap": 0.0}, "cap"),
+        ({"cap": -1.0}, "cap"),
+        ({"cap": float("nan")}, "cap"),
+        ({"floor": -0.1}, "floor"),
+        ({"floor": 4.0, "cap": 3.0}, "floor"),
+    ],
 )
 def test_invalid_arguments_raise(kw, name):
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ValueError, match=f"^{name} must"):
         mismatch_correction(OLD, SAMPLER, MASK, **kw)
 
 

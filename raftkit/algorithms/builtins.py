@@ -9,6 +9,8 @@ def register_algorithms(register):
     # not import torch.
     from raftkit.algorithms.grpo import GRPO
     from raftkit.algorithms.raft import RAFT
+    from raftkit.algorithms.raftpp import RAFTpp
+    from raftkit.algorithms.reinforce_rej import ReinforceRej
 
-    for cls in (RAFT, GRPO):
+    for cls in (RAFT, RAFTpp, ReinforceRej, GRPO):
         register(cls)

@@ -6,10 +6,10 @@ slightly off-policy for the trainer. The per-token loss is multiplied by a weigh
 ratio ``rho = exp(old_logp - sampler_logp)``, truncated or masked at ``cap`` so a few outliers cannot blow up
 the gradient.
 
-Semantics follow TRL 1.16's ``vllm_importance_sampling_correction`` (``trl/trainer/grpo_trainer.py``) so results
-are comparable: differences are taken under the mask only, a NaN sampler log-prob (vLLM could not score the
-token) counts as difference 0 (ratio 1), sequence modes use ``exp(sum of per-token log-ratios)``, and there is
-no lower bound unless ``floor`` is given (TRL's ``clip_min`` defaults to None).
+Semantics follow TRL 1.16's ``vllm_importance_sampling_correction`` (``trl/trainer/grpo_trainer.py``) so
+results are comparable: differences are taken under the mask only, a NaN sampler log-prob (vLLM could not
+score the token) counts as difference 0 (ratio 1), sequence modes use ``exp(sum of per-token log-ratios)``,
+and there is no lower bound unless ``floor`` is given (TRL's ``clip_min`` defaults to None).
 
 Shapes: ``[n, T]`` tensors hold n sequences' per-token values, right-padded; ``mask`` is 1 for tokens that
 count and 0 for padding.
@@ -26,8 +26,8 @@ from torch import Tensor
 Mode = Literal["none", "token_truncate", "token_mask", "sequence_truncate", "sequence_mask"]
 MODES: tuple[str, ...] = ("none", "token_truncate", "token_mask", "sequence_truncate", "sequence_mask")
 
-# Log-ratios are clamped to this before exp: exp(20) ~ 4.9e8 is far above any sensible cap, and finite, so a
-# wildly off sequence (a sum of many per-token differences) gives a large ratio instead of inf (inf * 0 = NaN).
+# Log-ratios are clamped to this before exp: exp(20) ~ 4.9e8 is far above any sensible cap, and finite, so
+# a wildly off sequence (a sum of many per-token differences) gives a large ratio, not inf (inf * 0 = NaN).
 MAX_LOG_RATIO = 20.0
 
 
@@ -39,13 +39,13 @@ def _ratio(log_ratio: Tensor) -> Tensor:
 class Correction:
     """The result of :func:`mismatch_correction`.
 
-    ``masked`` and ``truncated`` are bool ``[n, T]`` for every mode; for sequence modes a flagged row has all its
-    masked-in tokens flagged. They are False on padding and on rows not corrected, so ``masked`` is exactly
-    where ``weight == 0``.
+    ``masked`` and ``truncated`` are bool ``[n, T]`` for every mode; for sequence modes a flagged row has all
+    its masked-in tokens flagged. They are False on padding and on rows not corrected; the weight is 0
+    wherever ``masked`` is True.
     """
 
-    weight: Tensor  # [n, T] float32 per-token loss multiplier (no grad); 1 on padding, uncorrected rows, "none"
-    log_ratio: Tensor  # [n, T] float32 old_logp - sampler_logp on masked-in tokens of corrected rows, 0 elsewhere
+    weight: Tensor  # [n, T] float32 loss multiplier (no grad); 1 on padding, uncorrected rows, mode "none"
+    log_ratio: Tensor  # [n, T] float32 old_logp - sampler_logp on masked-in tokens of corrected rows, else 0
     masked: Tensor  # bool [n, T]: tokens whose weight the mask modes set to 0
     truncated: Tensor  # bool [n, T]: tokens whose ratio a truncate mode capped (ratio > cap)
     rows: Tensor  # bool [n]: rows corrected (the others keep weight 1 and are left out of the stats)
@@ -58,8 +58,8 @@ class Correction:
         ``ratio_*`` are over the per-token ratio ``exp(log_ratio)``; ``abs_logp_diff_*`` leave out tokens with
         a NaN log-prob (as TRL does: counting them as 0 would understate the divergence); ``masked_share`` is
         the share of tokens zeroed; ``truncated_share`` the share of tokens (token modes) or sequences
-        (sequence modes) whose ratio exceeded the cap under a truncate mode; ``seq_ratio_mean`` (sequence modes
-        only) the mean sequence ratio before truncation or masking.
+        (sequence modes) whose ratio exceeded the cap under a truncate mode; ``seq_ratio_mean`` (sequence
+        modes only) the mean sequence ratio before truncation or masking.
         """
         tok = mask.bool() & self.rows[:, None]
         count = tok.sum()
@@ -114,13 +114,15 @@ def mismatch_correction(
     masked-in tokens:
 
     - ``none``: weight 1 everywhere (the log-ratios are still computed, for the stats).
-    - ``token_truncate``: ``w_t = min(rho_t, cap)``.  ``token_mask``: ``w_t = rho_t`` if ``rho_t <= cap`` else 0.
-    - ``sequence_truncate``: ``w = min(rho_seq, cap)`` on the whole row.  ``sequence_mask``: ``w = rho_seq`` if
-      ``rho_seq <= cap`` else 0 on the whole row.
+    - ``token_truncate``: ``w_t = min(rho_t, cap)``.
+    - ``token_mask``: ``w_t = rho_t`` if ``rho_t <= cap`` else 0.
+    - ``sequence_truncate``: ``w = min(rho_seq, cap)`` on the whole row.
+    - ``sequence_mask``: ``w = rho_seq`` if ``rho_seq <= cap`` else 0, on the whole row.
 
     ``floor`` (default None: no lower bound, as in TRL) clamps ratios from below in truncate modes and zeroes
-    ratios below it in mask modes. ``rows`` (bool ``[n]``, default all) selects the rows to correct; the others
-    keep weight exactly 1, e.g. rows drawn from an exploration proposal, which carry their own importance weight.
+    ratios below it in mask modes. ``rows`` (bool ``[n]``, default all) selects the rows to correct; the
+    others keep weight exactly 1, e.g. rows drawn from an exploration proposal, which carry their own
+    importance weight.
 
     The weight is 1 on padding rather than 0: the loss is masked there anyway, and 1 keeps the weight neutral
     for callers that multiply before masking. Computation is in float32 whatever the input dtype; log-ratios

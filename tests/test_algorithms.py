@@ -1,0 +1,237 @@
+"""The algorithm registry, and RAFT++, Reinforce-Rej and GRPO's answer gate, exploration share and mismatch
+correction against hand-computed numbers on a tiny model built here."""
+
+from __future__ import annotations
+
+import math
+import types
+
+import pluggy
+import pytest
+import torch
+from test_grpo import PROMPT, _alone, _group, _policy
+
+from raftkit import algorithms, hookspecs
+from raftkit.algorithms.grpo import GRPO, GRPOConfig, starved_share
+from raftkit.algorithms.raftpp import RAFTpp, RAFTppConfig
+from raftkit.algorithms.reinforce_rej import ReinforceRej, ReinforceRejConfig, tied_prompts
+from raftkit.rewards import Scores
+from raftkit.rollouts import Batch, Rollout
+from raftkit.sampling.sampler import SamplingParams
+
+SAMPLING = SamplingParams(temperature=1.0, max_new_tokens=4)
+
+
+def _make(cls, config, policy, k, lr=0.0):
+    return cls(policy, config, lr=lr, total_steps=10, k=k, sampling=SAMPLING)
+
+
+def _two_prompts(completions, rewards):
+    """Prompt 0 gets the first half of the samples, prompt 1 the second."""
+    rollouts, scores = _group(completions, rewards)
+    for r in rollouts[len(rollouts) // 2:]:
+        r.prompt_index = 1
+    return rollouts, scores
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+def test_builtin_algorithms_register_like_plugins():
+    found, failures = algorithms.load_algorithms()
+    assert {"raft", "raftpp", "reinforce_rej", "grpo"} <= set(found)
+    assert found["grpo"].plugin.endswith("algorithms") and not failures
+    assert algorithms.get("raftpp").config is RAFTppConfig
+
+
+def test_a_third_party_algorithm_and_the_errors():
+    class Echo(GRPO):
+        """Echo: a plugin's algorithm."""
+
+        name = "echo"
+
+    def manager(*registers):
+        pm = pluggy.PluginManager("raftkit")
+        pm.add_hookspecs(hookspecs)
+        for i, reg in enumerate(registers):
+            module = types.SimpleNamespace(register_algorithms=hookspecs.hookimpl(reg))
+            pm.register(module, name=f"plugin{i}")
+        return pm
+
+    pm = manager(lambda register: register(Echo))
+    assert algorithms.get("echo", pm).cls is Echo
+    assert algorithms.get("echo", pm).description == "Echo: a plugin's algorithm."
+    with pytest.raises(algorithms.AlgorithmError, match="Did you mean 'echo'"):
+        algorithms.get("ecko", pm)
+    # Something that is not an algorithm is reported, and the other plugins still load.
+    found, failures = algorithms.load_algorithms(manager(lambda register: register(len),
+                                                         lambda register: register(Echo)))
+    assert "echo" in found and "not an algorithm" in failures["plugin0"]
+    with pytest.raises(algorithms.AlgorithmError, match="registered twice"):
+        algorithms.load_algorithms(manager(lambda register: register(Echo), lambda register: register(Echo)))
+
+
+def test_unknown_algo_is_a_config_error():
+    from raftkit.config import AlignConfig, ConfigError
+
+    with pytest.raises(ConfigError, match="Did you mean 'grpo'"):
+        AlignConfig(algo="grpoo")
+    assert AlignConfig(algo="raftpp").lr == RAFTpp.default_lr
+    assert AlignConfig(algo="reinforce_rej").prompts_per_iteration == ReinforceRej.default_prompts
+
+
+# --------------------------------------------------------------------------- Reinforce-Rej
+
+
+def test_tied_prompts_by_hand():
+    rollouts, scores = _two_prompts([[1]] * 4, [1.0, 0.0, 2.0, 2.0])
+    assert tied_prompts(rollouts, scores) == {1}
+    scores.dropped[1] = True  # prompt 0 now has one scorable sample: no baseline, rejected too
+    assert tied_prompts(rollouts, scores) == {0, 1}
+
+
+@pytest.mark.parametrize("loss_type", ["dapo", "dr_grpo"])
+def test_reinforce_rej_loss_by_hand(tiny_model_path, loss_type):
+    # Prompt 0: rewards (1, 0), A = r - mean = (+.5, -.5), no std; its samples have 3 and 1 tokens.
+    # Prompt 1: rewards (2, 2), tied: rejected, so neither its tokens nor its sequences count.
+    # lr 0, μ = 1: per-token loss -A.  dapo: -(.5·3 - .5·1) / 4 tokens = -.25.
+    # dr_grpo: the same sum / (2 kept sequences x 4 max tokens) = -.125. GRPO's normalisers would also count
+    # prompt 1 (8 tokens, 4 sequences): -.125 and -.0625, which the second half checks.
+    policy = _policy(tiny_model_path)
+    completions = [[300, 301, 302], [400], [500, 501], [600, 601]]
+    rollouts, scores = _two_prompts(completions, [1.0, 0.0, 2.0, 2.0])
+    cfg = ReinforceRejConfig(loss_type=loss_type, is_correction="none")
+    result = _make(ReinforceRej, cfg, policy, k=2).update(Batch(["p", "q"]), rollouts, scores, 1)
+    assert result.metrics["loss"] == pytest.approx({"dapo": -0.25, "dr_grpo": -0.125}[loss_type], abs=1e-6)
+    assert result.metrics["rejected_prompts"] == 1
+    assert [s["advantage"] for s in result.per_sample] == [0.5, -0.5, 0.0, 0.0]
+    grpo_cfg = GRPOConfig(loss_type=loss_type, scale_rewards="none", beta=0.0, is_correction="none")
+    rollouts, scores = _two_prompts(completions, [1.0, 0.0, 2.0, 2.0])
+    plain = _make(GRPO, grpo_cfg, policy, k=2).update(Batch(["p", "q"]), rollouts, scores, 1)
+    assert plain.metrics["loss"] == pytest.approx({"dapo": -0.125, "dr_grpo": -0.0625}[loss_type], abs=1e-6)
+
+
+# --------------------------------------------------------------------------- RAFT++
+
+
+def test_raftpp_selects_like_raft_and_its_first_step_is_sft(tiny_model_path):
+    # Rewards (5, 1, 1, 0): local ranking keeps sample 0 alone, advantage 1, so at ratio 1 the loss is
+    # -(1/N)·Σ_t r_t = -1 and its gradient is the SFT gradient of sample 0: -mean_t log π(y_t).
+    policy = _policy(tiny_model_path)
+    completions = [[300, 301, 302], [400, 401], [500], [600]]
+    rollouts, scores = _group(completions, [5.0, 1.0, 1.0, 0.0])
+    param = policy.model.model.layers[-1].mlp.down_proj.weight
+    grads = []
+    hook = param.register_post_accumulate_grad_hook(lambda p: grads.append(p.grad.clone()))
+    try:
+        algo = _make(RAFTpp, RAFTppConfig(num_iterations=1, is_correction="none"), policy, k=4)
+        result = algo.update(Batch(["p"]), rollouts, scores, 1)
+    finally:
+        hook.remove()
+    assert result.metrics["loss"] == pytest.approx(-1.0, abs=1e-6)
+    assert result.metrics["n_selected"] == 1
+    assert [s["selected"] for s in result.per_sample] == [True, False, False, False]
+    assert [s["advantage"] for s in result.per_sample] == [1.0, 0.0, 0.0, 0.0]
+    policy.model.zero_grad()
+    sft_loss = -_alone(policy, PROMPT, completions[0]).mean()
+    sft_loss.backward()
+    torch.testing.assert_close(grads[0], param.grad, atol=1e-7, rtol=1e-4)
+
+
+def test_raftpp_clips_after_the_first_step(tiny_model_path):
+    # A big learning rate raises the selected tokens past 1 + ε after one step: the second step must
+    # count them as clipped (A > 0, ratio > 1.2) and take no gradient from them.
+    policy = _policy(tiny_model_path)
+    rollouts, scores = _group([[300, 301], [400, 401]], [1.0, 0.0])
+    cfg = RAFTppConfig(num_iterations=2, is_correction="none")
+    result = _make(RAFTpp, cfg, policy, k=2, lr=3e-2).update(Batch(["p"]), rollouts, scores, 1)
+    assert result.metrics["clip_frac_high"] > 0 and result.metrics["clip_frac_low"] == 0
+
+
+def test_raftpp_never_selects_a_sample_that_lost_the_answer(tiny_model_path):
+    policy = _policy(tiny_model_path)
+    rollouts, scores = _group([[300], [400]], [5.0, 1.0])
+    rollouts[0].completion, rollouts[1].completion = "Lyon 😊😊", "It is Paris."
+    batch = Batch(["capital of France?"], columns={"answers": [["Paris"]]})
+    result = _make(RAFTpp, RAFTppConfig(is_correction="none"), policy, k=2).update(batch, rollouts, scores, 1)
+    assert [s["selected"] for s in result.per_sample] == [False, True]
+
+
+# --------------------------------------------------------------------------- GRPO: answer gate, exploration
+
+
+def test_grpo_answer_gate_blocks_only_positive_advantages(tiny_model_path):
+    policy = _policy(tiny_model_path)
+    rollouts, scores = _group([[300], [400], [500]], [3.0, 1.0, 0.0])
+    for r, text in zip(rollouts, ("Lyon 😊", "Paris", "Lyon"), strict=True):
+        r.completion = text
+    batch = Batch(["capital of France?"], columns={"answers": [["Paris"]]})
+    algo = _make(GRPO, GRPOConfig(beta=0.0, scale_rewards="none", is_correction="none"), policy, k=3)
+    target = algo.targets(batch, rollouts, scores)
+    # Means 4/3: raw advantages (5/3, -1/3, -4/3). Sample 0 lost the answer: its +5/3 becomes 0; sample 2
+    # lost it too, but a push down is allowed.
+    assert target.advantages.tolist() == pytest.approx([0.0, -1 / 3, -4 / 3])
+    assert target.metrics["answer_miss/gated"] == 1
+    off = _make(GRPO, GRPOConfig(beta=0.0, scale_rewards="none", keep_answers=False), policy, k=3)
+    assert off.targets(batch, rollouts, scores).advantages[0] == pytest.approx(5 / 3)
+
+
+def _hinted_group(own_emoji, hinted_emoji):
+    n_own, n_hint = len(own_emoji), len(hinted_emoji)
+    rollouts = [Rollout(0, "p", "c", [1], [0.0], prompt_ids=list(PROMPT), hinted=i >= n_own)
+                for i in range(n_own + n_hint)]
+    values = [*own_emoji, *hinted_emoji]
+    return rollouts, Scores({"emoji": values}, {"emoji": 1.0}, {}, list(values), [False] * len(values))
+
+
+def test_starved_share_by_hand():
+    assert starved_share(*_hinted_group([0.0, 0.0], [1.0, 2.0])) == 1.0  # flat alone, signal with hints
+    assert starved_share(*_hinted_group([0.0, 1.0], [1.0, 2.0])) == 0.0  # the policy varies on its own
+    assert starved_share(*_hinted_group([3.0, 3.0], [3.0, 3.0])) == 0.0  # saturated: nothing to find
+
+
+def test_grpo_exploration_fades_with_the_signal(tiny_model_path):
+    policy = _policy(tiny_model_path)
+    algo = GRPO(policy, GRPOConfig(beta=0.0, is_correction="none"), lr=0.0, total_steps=10, k=4,
+                sampling=SAMPLING, rewards=["emoji"])
+    assert algo.n_hinted == 2  # explore_share 0.5 of k = 4, from the first iteration
+    algo.targets(Batch(["p"]), *_hinted_group([0.0, 0.0], [1.0, 2.0]))
+    assert algo.n_hinted == 2  # still starved
+    algo.targets(Batch(["p"]), *_hinted_group([0.0, 1.0], [1.0, 2.0]))
+    assert algo.n_hinted == 0  # the policy finds the reward alone: no more hints
+    assert algo.state_dict()["n_hinted"] == 0
+    fixed = GRPO(policy, GRPOConfig(beta=0.0, explore_adaptive=False), lr=0.0, total_steps=10, k=4,
+                 sampling=SAMPLING, rewards=["emoji"])
+    fixed.targets(Batch(["p"]), *_hinted_group([0.0, 1.0], [1.0, 2.0]))
+    assert fixed.n_hinted == 2
+
+
+# --------------------------------------------------------------------------- mismatch correction in the step
+
+
+def test_mismatch_correction_masks_a_far_off_sample(tiny_model_path):
+    # Rewards (1, 0): A = ±a. Sample 0's sampler log-probs sit log(4) above the trainer's on each of its 3
+    # tokens: sequence ratio 4^-3 under the cap, so sequence_mask keeps it at weight 1/64; token_mask with
+    # cap 3 keeps each token at 1/4. Sample 1's sampler log-probs are the trainer's own: weight 1.
+    # dapo at ratio 1: -(a·w0·3 - a·1) / 4 tokens.
+    a = 0.5 / (math.sqrt(0.5) + 1e-4)
+    policy = _policy(tiny_model_path)
+    completions = [[300, 301, 302], [400]]
+    own = [_alone(policy, PROMPT, c).tolist() for c in completions]
+    for mode, w0 in (("none", 1.0), ("token_truncate", 0.25), ("sequence_mask", 1 / 64)):
+        rollouts, scores = _group(completions, [1.0, 0.0])
+        rollouts[0].logprobs = [x + math.log(4) for x in own[0]]
+        rollouts[1].logprobs = own[1]
+        cfg = GRPOConfig(beta=0.0, is_correction=mode, is_cap=3.0)
+        result = _make(GRPO, cfg, policy, k=2).update(Batch(["p"]), rollouts, scores, 1)
+        assert result.metrics["loss"] == pytest.approx(-(a * w0 * 3 - a) / 4, abs=1e-5), mode
+        if mode != "none":
+            assert result.metrics["mismatch/abs_logp_diff_max"] == pytest.approx(math.log(4), abs=1e-4)
+    # A sequence over the cap is masked out entirely: its tokens weigh 0.
+    rollouts, scores = _group(completions, [1.0, 0.0])
+    rollouts[0].logprobs = [x - math.log(4) for x in own[0]]  # ratio 4 per token, 64 per sequence
+    rollouts[1].logprobs = own[1]
+    cfg = GRPOConfig(beta=0.0, is_correction="sequence_mask", is_cap=3.0)
+    result = _make(GRPO, cfg, policy, k=2).update(Batch(["p"]), rollouts, scores, 1)
+    assert result.metrics["loss"] == pytest.approx(a / 4, abs=1e-5)
+    assert result.metrics["mismatch/masked_share"] == pytest.approx(3 / 4)
