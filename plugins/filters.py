@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any
 
-from raftkit.registry import filter, hookimpl
+from raftkit.registry import Ge, Gt, Le, filter, hookimpl
 from raftkit.rewards import completion_text
 from raftkit.text import SELF_DIALOGUE, self_dialogue_cut
 
@@ -101,7 +101,8 @@ def emoji_runs(text: str) -> list[int]:
 @filter(name="emoticon_flood",
         description="Emoticons (:) ;) ^_^ …) beyond `threshold`, runs of over `emoji_run` emojis, and one "
                     "emoji used over `emoji_repeat` times.")
-def emoticon_flood(completions: list[Any], *, threshold: int = 2, emoji_run: int = 4, emoji_repeat: int = 3,
+def emoticon_flood(completions: list[Any], *, threshold: Annotated[int, Ge(0)] = 2,
+                   emoji_run: Annotated[int, Ge(0)] = 4, emoji_repeat: Annotated[int, Ge(0)] = 3,
                    **kwargs: Any) -> list[int]:
     """Count the emoticons beyond ``threshold``, the emojis beyond ``emoji_run`` in any one run, and the
     uses of any one emoji beyond ``emoji_repeat``.
@@ -183,7 +184,8 @@ def repetition_loops(text: str, min_repeats: int = _MIN_REPEATS) -> list[str]:
 
 
 @filter(name="repetition_loop", description="The same phrase back to back `min_repeats`+ times, or a line.")
-def repetition_loop(completions: list[Any], *, min_repeats: int = _MIN_REPEATS, **kwargs: Any) -> list[int]:
+def repetition_loop(completions: list[Any], *, min_repeats: Annotated[int, Ge(2)] = _MIN_REPEATS,
+                    **kwargs: Any) -> list[int]:
     """Count repetition loops: "人生の、人生の、人生の", "I think I think I think", one line over and over.
 
     Seed 002's over-trained DPO model collapsed into exactly such repeated phrases.
@@ -277,8 +279,8 @@ def prompt_text(prompt: Any) -> str:
 
 @filter(name="emoji_density",
         description="Emojis over `max_share` of the letters, digits and emojis (emoji strings, no answer).")
-def emoji_density(completions: list[Any], *, max_share: float = 0.4, min_chars: int = 10, **kwargs: Any
-                  ) -> list[int]:
+def emoji_density(completions: list[Any], *, max_share: Annotated[float, Gt(0), Le(1)] = 0.4,
+                  min_chars: Annotated[int, Ge(0)] = 10, **kwargs: Any) -> list[int]:
     """1 when emojis make up more than ``max_share`` of a completion's content: its emojis plus its
     letters and digits outside @mentions and #hashtags (each emoji counts as one character, a flag or a
     ZWJ sequence too; spaces and punctuation do not count).
@@ -314,7 +316,8 @@ def emoji_density(completions: list[Any], *, max_share: float = 0.4, min_chars: 
 
 @filter(name="mention_spam",
         description="@mentions beyond `allowed` and #hashtags beyond `allowed_hashtags` not in the prompt.")
-def mention_spam(completions: list[Any], *, allowed: int = 0, allowed_hashtags: int = 1,
+def mention_spam(completions: list[Any], *, allowed: Annotated[int, Ge(0)] = 0,
+                 allowed_hashtags: Annotated[int, Ge(0)] = 1,
                  prompts: list[Any] | None = None, **kwargs: Any) -> list[int]:
     """Count the @mentions and #hashtags a completion invents: handles outside code that the prompt
     does not contain (compared ignoring case), every occurrence counted.

@@ -10,9 +10,9 @@ import importlib.util
 import os
 import threading
 from functools import cache
-from typing import Any
+from typing import Annotated, Any
 
-from raftkit.registry import CONTRACT_KWARGS, hookimpl, reward
+from raftkit.registry import CONTRACT_KWARGS, Ge, hookimpl, reward
 from raftkit.rewards import completion_text
 
 _LOAD_LOCK = threading.Lock()  # rewards run on threads: two first calls must not load a model twice
@@ -81,9 +81,9 @@ def reward_model(
     completions: list[Any],
     *,
     model: str,
-    batch_size: int = 16,
-    max_length: int = 1024,
-    label: int = 0,
+    batch_size: Annotated[int, Ge(1)] = 16,
+    max_length: Annotated[int, Ge(1)] = 1024,
+    label: Annotated[int, Ge(0)] = 0,
     **kwargs: Any,
 ) -> list[float]:
     """Score prompt + completion with a reward model, read at the last non-padding token.
@@ -162,7 +162,8 @@ def embed(texts: list[str], batch_size: int = 32):
 @reward(name="similarity", kind="neural",
         description="Cosine similarity of the completion to a dataset column (offline all-MiniLM-L6-v2).")
 def similarity(
-    completions: list[Any], *, column: str = "reference", batch_size: int = 32, **kwargs: Any
+    completions: list[Any], *, column: str = "reference", batch_size: Annotated[int, Ge(1)] = 32,
+    **kwargs: Any
 ) -> list[float | None]:
     """Cosine similarity between each completion and its row's reference text.
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 import emoji as emoji_lib
 
-from raftkit.registry import hookimpl, reward
+from raftkit.registry import Ge, hookimpl, reward
 from raftkit.rewards import completion_text
 from raftkit.text import distinct_n
 
@@ -31,7 +31,7 @@ Regex = Annotated[str, check_regex]
 
 
 @reward(name="emoji", description="Number of emojis, capped at `max` (seed 004).")
-def emoji(completions: list[Any], *, max: int = 4, **kwargs: Any) -> list[float]:
+def emoji(completions: list[Any], *, max: Annotated[int, Ge(0)] = 4, **kwargs: Any) -> list[float]:
     """Count the emojis in each completion, capped at ``max``.
 
     Args:
@@ -63,8 +63,8 @@ def _default_tokenizer():
 def length(
     completions: list[Any],
     *,
-    target: int = 30,
-    alpha: float = 0.15,
+    target: Annotated[int, Ge(0)] = 30,
+    alpha: Annotated[float, Ge(0)] = 0.15,
     unit: Literal["chars", "tokens"] = "chars",
     completion_ids: list[list[int]] | None = None,
     **kwargs: Any,
@@ -212,7 +212,7 @@ def contains(
 
 
 @reward(name="distinct", description="Distinct-n of the completion: unique n-grams / all n-grams.")
-def distinct(completions: list[Any], *, n: int = 2, **kwargs: Any) -> list[float]:
+def distinct(completions: list[Any], *, n: Annotated[int, Ge(1)] = 2, **kwargs: Any) -> list[float]:
     """Distinct-n of each completion on its own (words; characters for text without spaces).
 
     Args:
@@ -245,7 +245,7 @@ def repetition_tokens(text: str) -> list[str]:
 
 
 @reward(name="repetition", description="Penalty in [-1, 0]: the share of n-grams that repeat an earlier one.")
-def repetition(completions: list[Any], *, n: int = 3, **kwargs: Any) -> list[float]:
+def repetition(completions: list[Any], *, n: Annotated[int, Ge(1)] = 3, **kwargs: Any) -> list[float]:
     """Penalise repeated n-grams and loops such as "人生の、人生の、人生の" or "I think I think I think".
 
     Tokens are words for English and the like, single characters for Japanese/Chinese/Korean (so it

@@ -2,10 +2,11 @@
 
 Each field is followed by a string literal (cleanrl style); ``field_docs`` reads those with ``ast``.
 ``AlignConfig`` holds what every algorithm shares; each algorithm's own config (``RaftConfig``,
-``GRPOConfig``, ... in raftkit.algorithms) adds its fields. A field name means one thing everywhere:
-a name the common config already has is not repeated. Values come, in increasing priority, from the
-dataclass defaults, a ``--config`` file (YAML or TOML, flat keys) and the command line. A run writes the
-resolved config back to ``RUN_DIR/config.yaml`` in the same flat form, so ``--config RUN_DIR/config.yaml`` repeats it.
+``GRPOConfig``, ... in raftkit.algorithms) adds its fields. A field name means one thing everywhere: a name
+the common config already has is not repeated. Values come, in increasing priority, from the dataclass
+defaults, a ``--config`` file (YAML or TOML, flat keys) and the command line. A run writes the resolved
+config back to ``RUN_DIR/config.yaml`` in the same flat form, so ``--config RUN_DIR/config.yaml`` repeats
+it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import ast
 import dataclasses
 import difflib
 import inspect
+import math
 import textwrap
 import tomllib
 import types
@@ -132,8 +134,8 @@ class AlignConfig:
             raise ConfigError(f"--top-p must be in (0, 1], got {self.top_p}")
         if self.lr is None:
             self.lr = algorithm.default_lr
-        if self.lr <= 0 or self.reward_timeout <= 0 or self.kv_cache_gib <= 0:
-            raise ConfigError("--lr, --reward-timeout and --kv-cache-gib must be positive")
+        if not all(math.isfinite(v) and v > 0 for v in (self.lr, self.reward_timeout, self.kv_cache_gib)):
+            raise ConfigError("--lr, --reward-timeout and --kv-cache-gib must be positive finite numbers")
 
 
 def at_least(cfg: Any, name: str, low: float) -> None:
@@ -304,12 +306,27 @@ def build(cls: type, values: Mapping[str, Any], source: str = "config") -> Any:
         for name, v in values.items()
         if name in specs
     }
+    check_reward_specs(kwargs, source)
     try:
         return cls(**kwargs)
     except ConfigError:
         raise
     except (TypeError, ValueError) as e:  # a dataclass's own validation
         raise ConfigError(f"{source}: {e}") from None
+
+
+def check_reward_specs(values: Mapping[str, Any], source: str) -> None:
+    """Every ``rewards``/``filters`` entry must read as a spec (not ``parms:``, ``weight: abc``...): said
+    with the file's name, before anything loads. Names are resolved later, against the plugins."""
+    from raftkit.registry import RegistryError
+    from raftkit.rewards import RewardSpec
+
+    for key in ("rewards", "filters"):
+        for i, item in enumerate(values.get(key) or ()):
+            try:
+                RewardSpec.coerce(item)
+            except RegistryError as e:
+                raise ConfigError(f"{source}: '{key}'[{i}]: {e}") from None
 
 
 def to_dict(*configs: Any) -> dict[str, Any]:
@@ -356,7 +373,7 @@ def check_keys(values: Mapping[str, Any], known: Iterable[str], source: str) -> 
     known = list(known)
     for key in values:
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
+            close = difflib.get_close_matches(str(key), known, n=1)  # YAML keys may be numbers
             hint = f" Did you mean '{close[0]}'?" if close else ""
             raise ConfigError(f"{source}: unknown option '{key}'.{hint}")
 

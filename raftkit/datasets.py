@@ -27,6 +27,7 @@ BUNDLED = "bundled"
 BUNDLED_FILE = "prompts.jsonl"
 HELDOUT = "heldout"  # the value of the `split` column that marks a held-out row
 FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+TEXT_SUFFIXES = (".json", ".jsonl", ".csv")  # read as UTF-8 text (checked first: see decode_utf8)
 # The reward stack passes these itself; a column of the same name would silently replace them.
 # Checked at load time to fail before any model loads; RewardStack.score enforces the same at call time.
 # completion_ids too: the loop always passes the sampled ids under that name.
@@ -176,6 +177,7 @@ def _read_dataset(dataset: str, split: str) -> tuple[dict[str, list[Any]], str]:
         if builder is None:
             raise DatasetError(f"{path}: unknown file type '{path.suffix}'; "
                                f"use one of {', '.join(FILE_BUILDERS)} (or a folder of them)")
+        _check_utf8(path)
         # Split names belong to hub datasets; a single file is all one split.
         loaded = _load(path, lambda ds: ds.load_dataset(builder, data_files=[str(path)], split="train"))
         return _to_table(loaded), str(path)
@@ -184,6 +186,25 @@ def _read_dataset(dataset: str, split: str) -> tuple[dict[str, list[Any]], str]:
     if _looks_like_path(dataset):
         raise DatasetError(f"{dataset}: no such file or folder")
     return _to_table(_load_hub(dataset, split)), f"{dataset} (split {split})"
+
+
+def decode_utf8(data: bytes, source: str) -> str:
+    """The text of a UTF-8 file, without the byte-order mark Excel writes; a file in another encoding
+    (an Excel cp1252 export) is a DatasetError naming the line and the byte, not a UnicodeDecodeError."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise DatasetError(
+            f"{source} line {line}: not UTF-8 text (byte 0x{data[e.start]:02x}: {e.reason}); save it as "
+            "UTF-8 (Excel: 'CSV UTF-8'), or convert it, e.g. iconv -f cp1252 -t utf-8 IN > OUT") from None
+
+
+def _check_utf8(path: Path) -> None:
+    # Checked before the `datasets` library reads the file: it fails on other encodings with an
+    # unlocated ArrowInvalid, or only later, while rows are read, with a bare UnicodeDecodeError.
+    if path.suffix.lower() in TEXT_SUFFIXES:
+        decode_utf8(path.read_bytes(), str(path))
 
 
 def _looks_like_path(dataset: str) -> bool:
@@ -206,6 +227,8 @@ def _load_folder(path: Path, split: str) -> Any:
     if not builders and not any(p.suffix == ".py" for p in files):
         found = ", ".join(sorted(p.name for p in files)[:8]) or "nothing"
         raise DatasetError(f"{path}: no {', '.join(FILE_BUILDERS)} files in this folder (found: {found})")
+    for file in files:
+        _check_utf8(file)
     # The `datasets` folder loader: it also understands train/test file names and dataset scripts.
     return _load(path, lambda ds: ds.load_dataset(str(path), split=split))
 
@@ -317,7 +340,7 @@ def _from_table(table: dict[str, list[Any]], prompt_column: str, source: str) ->
     if not any(table.values()):
         raise DatasetError(f"{source}: the dataset has no rows")
     if prompt_column not in table:
-        raise DatasetError(_missing_column(prompt_column, list(table), source))
+        raise DatasetError(missing_column(prompt_column, list(table), source))
     values = table[prompt_column]
     if clash := [c for c in table if c in RESERVED_COLUMNS and c != prompt_column]:
         raise DatasetError(f"{source}: column(s) {clash} share a name with what every reward receives "
@@ -328,7 +351,8 @@ def _from_table(table: dict[str, list[Any]], prompt_column: str, source: str) ->
     return PromptSet(prompts, columns, source)
 
 
-def _missing_column(wanted: str, names: list[str], source: str) -> str:
+def missing_column(wanted: str, names: list[str], source: str) -> str:
+    """The message for a prompt column the data lacks: the columns it has, and the likeliest one."""
     lower = {n.lower(): n for n in names}
     close = difflib.get_close_matches(wanted, names, 1, 0.4)
     if wanted.lower() in lower:  # a case slip is the likeliest mistake

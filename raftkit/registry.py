@@ -2,7 +2,8 @@
 
 Plugins are found lazily, through the ``raftkit`` entry-point group; the built-ins in ``plugins/``
 are registered there too, so there is one path for everyone. ``RAFTKIT_LOAD_PLUGINS`` (a comma list of
-entry-point names, empty for none) restricts which packages load.
+entry-point names, empty for none) restricts which packages load. A name belongs to the plugin that
+registered it first; ``PLUGIN:NAME`` picks another plugin's function of the same name.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ from __future__ import annotations
 import difflib
 import importlib.metadata
 import inspect
+import math
+import operator
 import os
 import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pluggy
 
@@ -36,6 +39,48 @@ class RegistryError(ValueError):
 
 
 REQUIRED = inspect.Parameter.empty  # the default of a parameter that must be given
+
+
+@dataclass(frozen=True)
+class _Bound:
+    """A validator for ``Annotated[T, Ge(1)]``: a parameter's value must lie on one side of ``bound``."""
+
+    bound: float
+    symbol: ClassVar[str]
+    holds: ClassVar[Callable[[Any, Any], bool]]  # (value, bound) -> ok
+
+    def __call__(self, value: Any) -> None:
+        if value is not None and not type(self).holds(value, self.bound):  # None: an unset Optional
+            raise ValueError(f"must be {self.symbol} {self.bound}")
+
+
+class Ge(_Bound):
+    """``Annotated[int, Ge(1)]``: at least ``bound``."""
+
+    symbol, holds = ">=", operator.ge
+
+
+class Gt(_Bound):
+    """``Annotated[float, Gt(0)]``: more than ``bound``."""
+
+    symbol, holds = ">", operator.gt
+
+
+class Le(_Bound):
+    """``Annotated[float, Le(1)]``: at most ``bound``."""
+
+    symbol, holds = "<=", operator.le
+
+
+class Lt(_Bound):
+    """``Annotated[float, Lt(1)]``: less than ``bound``."""
+
+    symbol, holds = "<", operator.lt
+
+
+# ``Annotated[float, ALLOW_NON_FINITE]``: this float parameter accepts inf and nan (others refuse them:
+# a NaN threshold compares false with everything and silently disables a check).
+ALLOW_NON_FINITE = "raftkit:allow-non-finite"
 
 
 @dataclass(frozen=True)
@@ -75,6 +120,8 @@ class Param:
         if typing.get_origin(t) is typing.Annotated:
             t, *checks = typing.get_args(t)
         value = self._convert(t, raw, owner)
+        if isinstance(value, float) and not math.isfinite(value) and ALLOW_NON_FINITE not in checks:
+            raise RegistryError(f"{owner}: parameter '{self.name}' must be a finite number, got {raw!r}")
         for check in checks:
             if callable(check):
                 try:
@@ -219,34 +266,73 @@ def info_for(fn: Callable[..., Any], plugin: str = "") -> RewardInfo:
 
 @dataclass
 class Registry:
-    """Every reward and filter the loaded plugins registered, and the plugins that failed to load."""
+    """Every reward and filter the loaded plugins registered, and the plugins that failed to load.
+
+    A name belongs to its first registration; a later plugin's function of the same name is kept in
+    ``shadowed`` (reachable as ``PLUGIN:NAME``) and its plugin is reported in ``failures``.
+    """
 
     rewards: dict[str, RewardInfo] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
+    shadowed: list[RewardInfo] = field(default_factory=list)
 
     def add(self, info: RewardInfo) -> None:
-        if info.name in self.rewards:
-            other = self.rewards[info.name]
-            raise RegistryError(
-                f"reward name '{info.name}' is registered twice: by {other.plugin or '?'} and by "
-                f"{info.plugin or '?'}; a name must resolve to exactly one function"
-            )
-        self.rewards[info.name] = info
+        """Register ``info``; a taken name is recorded as its plugin's failure instead of raising."""
+        if info.name not in self.rewards:
+            self.rewards[info.name] = info
+            return
+        self.shadowed.append(info)
+        first = self.rewards[info.name]
+        self.fail(info.plugin, f"registers '{info.name}', which {first.plugin or '?'} already registered; "
+                               f"the name stays with {first.plugin or '?'}: pick this one with "
+                               f"'{_dist(info.plugin)}:{info.name}', or leave a plugin out with "
+                               "RAFTKIT_LOAD_PLUGINS")
+
+    def fail(self, plugin: str, error: str) -> None:
+        """Record a plugin's problem (several are joined), as `raftkit rewards` shows them."""
+        self.failures[plugin] = f"{self.failures[plugin]}; {error}" if plugin in self.failures else error
 
     def get(self, name: str) -> RewardInfo:
-        """Look a name up; an unknown name lists what is available and the closest match."""
+        """Look a name up (``NAME`` or ``PLUGIN:NAME``); an unknown one lists what is available."""
         if name in self.rewards:
             return self.rewards[name]
+        if ":" in name:
+            return self._qualified(*name.rsplit(":", 1))
         close = difflib.get_close_matches(name, self.rewards, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        available = ", ".join(sorted(self.rewards)) or "none"
-        msg = f"unknown reward or filter '{name}'.{hint} Available: {available}."
+        raise RegistryError(f"unknown reward or filter '{name}'.{hint} {self._available()}")
+
+    def _qualified(self, plugin: str, name: str) -> RewardInfo:
+        """``PLUGIN:NAME``: the function called NAME that this plugin (label, distribution or entry point)
+        registered."""
+        candidates = [i for i in [*self.rewards.values(), *self.shadowed] if i.name == name]
+        found = [i for i in candidates if plugin in (i.plugin, *i.plugin.split(":"))]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise RegistryError(f"'{plugin}:{name}' is ambiguous: registered by "
+                                f"{', '.join(i.plugin for i in found)}; give the whole plugin label")
+        if candidates:
+            raise RegistryError(f"no plugin '{plugin}' registers '{name}' (registered by: "
+                                f"{', '.join(i.plugin for i in candidates)})")
+        hint = ""
+        if plugin in self.rewards:  # `length:target`: a parameter without its value, not a plugin
+            hint = f" Parameters are given as key=value: '{plugin}:{name}=VALUE'."
+        raise RegistryError(f"unknown reward or filter '{plugin}:{name}'.{hint} {self._available()}")
+
+    def _available(self) -> str:
+        msg = f"Available: {', '.join(sorted(self.rewards)) or 'none'}."
         if self.failures:
             msg += f" (Plugins that failed to load: {', '.join(self.failures)}; see `raftkit rewards`.)"
-        raise RegistryError(msg)
+        return msg
 
     def of_kind(self, *kinds: str) -> list[RewardInfo]:
         return [r for r in self.rewards.values() if r.kind in kinds]
+
+
+def _dist(label: str) -> str:
+    """The distribution part of a plugin label (``raftkit-shout:shout`` -> ``raftkit-shout``)."""
+    return label.split(":", 1)[0]
 
 
 def _allowed(ep: importlib.metadata.EntryPoint, allow: set[str] | None) -> bool:
@@ -288,14 +374,17 @@ def plugin_manager() -> pluggy.PluginManager:
 def load_registry(pm: pluggy.PluginManager | None = None) -> Registry:
     """Ask every plugin to register its rewards and filters, and collect them.
 
-    A plugin whose hook raises (or registers something that is not a nameable function) is reported in
-    ``Registry.failures`` and contributes nothing; two plugins registering the same name is an error.
+    A plugin whose hook raises, registers something that is not a nameable function, registers one name
+    twice, or implements a hook raftkit does not have (a typo) is reported in ``Registry.failures``; a
+    name another plugin registered first is reported too (see ``Registry.add``). The others still load.
     """
     pm = pm or plugin_manager()
     registry = Registry(failures=dict(getattr(pm, "raftkit_failures", {})))
-    # Called one implementation at a time so each reward is credited to its plugin and one
-    # plugin raising does not lose the others' rewards.
-    for impl in reversed(pm.hook.register_rewards.get_hookimpls()):
+    for plugin_name, error in _unknown_hooks(pm):
+        registry.fail(plugin_name, error)
+    # Called one implementation at a time, in registration order, so each reward is credited to its
+    # plugin, one plugin raising does not lose the others' rewards, and the first registration wins.
+    for impl in pm.hook.register_rewards.get_hookimpls():
         plugin_name = impl.plugin_name
         collected: list[Callable[..., Any]] = []
         try:
@@ -303,12 +392,30 @@ def load_registry(pm: pluggy.PluginManager | None = None) -> Registry:
             impl.function(**({"register": collected.append} if "register" in impl.argnames else {}))
             infos = [info_for(fn, plugin=plugin_name) for fn in collected]
         except Exception as e:
-            registry.failures[plugin_name] = f"{type(e).__name__}: {e}"
+            registry.fail(plugin_name, f"{type(e).__name__}: {e}")
             continue
         names = [i.name for i in infos]
         if dup := sorted({n for n in names if names.count(n) > 1}):
-            raise RegistryError(f"plugin {plugin_name} registers {', '.join(dup)} more than once; "
-                                "a name must resolve to exactly one function")
+            registry.fail(plugin_name, f"registers {', '.join(dup)} more than once; a name must resolve to "
+                                       "exactly one function, so none of its rewards were loaded")
+            continue
         for info in infos:
             registry.add(info)
     return registry
+
+
+def _unknown_hooks(pm: pluggy.PluginManager) -> list[tuple[str, str]]:
+    """Plugins implementing a hook raftkit has no spec for (``register_reward``): pluggy accepts those
+    silently, and the plugin would register nothing without a word."""
+    known = [name for name, caller in vars(pm.hook).items()
+             if isinstance(caller, pluggy.HookCaller) and caller.has_spec()]
+    out = []
+    for name, caller in vars(pm.hook).items():
+        if not isinstance(caller, pluggy.HookCaller) or caller.has_spec():
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        for impl in caller.get_hookimpls():
+            out.append((impl.plugin_name, f"implements '{name}', which is not a raftkit hook, so it was "
+                                          f"never called.{hint} (hooks: {', '.join(sorted(known))})"))
+    return out

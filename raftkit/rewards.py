@@ -12,6 +12,7 @@ rewards that apply (``None`` is left out, as TRL does), then the filters' verdic
 from __future__ import annotations
 
 import asyncio
+import difflib
 import functools
 import inspect
 import math
@@ -71,11 +72,14 @@ def _content_text(content: Any) -> str:
 
 
 _WEIGHT = re.compile(r"\*\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+_KEY = re.compile(r"\w+")
+SPEC_KEYS = ("name", "params", "weight")  # the keys of a reward given as a config mapping
+SPEC_FORM = "[PLUGIN:]NAME[:key=value,...][*WEIGHT]"
 
 
 @dataclass(frozen=True)
 class RewardSpec:
-    """One ``--reward``/``--filter`` entry: ``NAME[:key=value[,key=value...]][*WEIGHT]``."""
+    """One ``--reward``/``--filter`` entry: ``[PLUGIN:]NAME[:key=value[,key=value...]][*WEIGHT]``."""
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
@@ -83,22 +87,18 @@ class RewardSpec:
 
     @classmethod
     def parse(cls, text: str) -> RewardSpec:
-        """Parse the CLI form, e.g. ``length:target=30,alpha=0.15`` or ``emoji:max=4*2``."""
+        """Parse the CLI form: ``length:target=30,alpha=0.15``, ``emoji:max=4*2``, ``pkg:emoji:max=3``."""
         text = text.strip()
         weight = 1.0
         if m := _WEIGHT.search(text):
             weight, text = float(m.group(1)), text[: m.start()]
-        name, _, rest = text.partition(":")
-        if not name.strip():
-            raise RegistryError(f"--reward {text!r}: missing the reward name (form: NAME[:k=v,...][*WEIGHT])")
-        params: dict[str, Any] = {}
-        # Split on commas that start a new key=, so values may themselves contain commas.
-        for item in re.split(r",(?=\s*\w+\s*=)", rest) if rest.strip() else []:
-            key, eq, value = item.partition("=")
-            if not eq or not key.strip():
-                raise RegistryError(f"--reward {name}: expected key=value, got {item!r}")
-            params[key.strip()] = value.strip()
-        return cls(name.strip(), params, weight)
+        name, rest = _split_name(text)
+        if "*" in name:  # `emoji*abc`: the weight is what is wrong, not the name
+            raise RegistryError(f"--reward {text!r}: the weight after '*' must be a number, got "
+                                f"{text.rpartition('*')[2]!r} (form: {SPEC_FORM})")
+        if not name or not all(name.split(":")):
+            raise RegistryError(f"--reward {text!r}: missing the reward name (form: {SPEC_FORM})")
+        return cls(name, _parse_params(name, rest), weight)
 
     @classmethod
     def coerce(cls, value: str | dict | RewardSpec) -> RewardSpec:
@@ -107,10 +107,29 @@ class RewardSpec:
             return value
         if isinstance(value, str):
             return cls.parse(value)
-        if isinstance(value, dict) and "name" in value:
-            return cls(str(value["name"]), dict(value.get("params") or {}), float(value.get("weight", 1.0)))
+        if isinstance(value, dict):
+            return cls.from_mapping(value)
         raise RegistryError(
-            f"cannot read a reward from {value!r}: use 'NAME:k=v*W' or a mapping {{name, params, weight}}")
+            f"cannot read a reward from {value!r}: use '{SPEC_FORM}' or a mapping {{name, params, weight}}")
+
+    @classmethod
+    def from_mapping(cls, value: dict) -> RewardSpec:
+        """A config mapping ``{name: length, params: {target: 30}, weight: 2}``, every key checked."""
+        for key in value:
+            if key not in SPEC_KEYS:
+                close = difflib.get_close_matches(str(key), SPEC_KEYS, n=1)
+                hint = f" Did you mean '{close[0]}'?" if close else ""
+                raise RegistryError(
+                    f"reward {value!r}: unknown key '{key}'.{hint} (keys: {', '.join(SPEC_KEYS)})")
+        name = value.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise RegistryError(f"reward {value!r}: 'name' must be a reward name, got {name!r}")
+        params = value.get("params")
+        if params is not None and not isinstance(params, dict):
+            raise RegistryError(f"reward '{name}': 'params' must be a mapping such as {{target: 30}}, got "
+                                f"{params!r}")
+        return cls(name.strip(), {str(k): v for k, v in (params or {}).items()},
+                   _number(value.get("weight", 1.0), f"reward '{name}': 'weight'"))
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.weight):  # an infinite or NaN weight makes every total inf or NaN
@@ -119,8 +138,47 @@ class RewardSpec:
 
     def __str__(self) -> str:
         params = ",".join(f"{k}={v}" for k, v in self.params.items())
-        weight = f"*{self.weight:g}" if self.weight != 1 else ""
-        return self.name + (f":{params}" if params else "") + weight
+        text = self.name + (f":{params}" if params else "")
+        # An explicit `*1` keeps a value that ends in `*2` from reading back as a weight.
+        if self.weight != 1 or _WEIGHT.search(text):
+            shown = f"{self.weight:g}"
+            text += f"*{shown if float(shown) == self.weight else repr(self.weight)}"
+        return text
+
+
+def _split_name(text: str) -> tuple[str, str]:
+    """(name, parameters) of ``[PLUGIN:]NAME[:k=v,...]``: the parameters start at the first ``:`` part
+    holding an ``=``, so a name may be qualified by its plugin and a value may contain ``:``."""
+    parts = text.split(":")
+    first = next((i for i, part in enumerate(parts) if "=" in part), len(parts))
+    return ":".join(p.strip() for p in parts[:first]), ":".join(parts[first:])
+
+
+def _parse_params(name: str, rest: str) -> dict[str, str]:
+    params: dict[str, str] = {}
+    # Split on commas that start a new key=, so values may themselves contain commas.
+    for item in re.split(r",(?=\s*\w+\s*=)", rest) if rest.strip() else []:
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or not _KEY.fullmatch(key):
+            raise RegistryError(f"--reward {name}: expected key=value, got {item!r}")
+        if key in params:
+            raise RegistryError(f"--reward {name}: parameter '{key}' is given twice")
+        params[key] = value.strip()
+    return params
+
+
+def _number(value: Any, what: str) -> float:
+    """A float from a config value (YAML reads `1e-3` as text); a finite one, else a RegistryError."""
+    try:
+        number = float(value) if not isinstance(value, bool) else None  # `weight: yes` is no number
+    except (TypeError, ValueError):
+        number = None
+    if number is None:
+        raise RegistryError(f"{what} must be a number, got {value!r}")
+    if not math.isfinite(number):
+        raise RegistryError(f"{what} must be a finite number, got {value!r}")
+    return number
 
 
 @dataclass
@@ -153,6 +211,18 @@ def bind(info: RewardInfo, params: dict[str, Any], label: str | None = None) -> 
             return fn(*args, **{**kwargs, **params})
     bound.__name__ = bound.__qualname__ = label or info.name
     return bound
+
+
+def _filter_settings(spec: RewardSpec, raw: dict[str, Any]) -> tuple[str, float]:
+    """Take a filter's ``action`` and ``penalty`` out of ``raw`` (they are the stack's, not the
+    function's), checked: a NaN or infinite penalty would make every capped total NaN or infinite."""
+    if spec.weight != 1:
+        raise RegistryError(f"filter '{spec.name}' takes no weight (*{spec.weight:g}): a hit caps the total "
+                            f"at the filter's penalty; set that instead, e.g. {spec.name}:penalty=-2")
+    action = str(raw.pop("action", "penalty"))
+    if action not in FILTER_ACTIONS:
+        raise RegistryError(f"filter '{spec.name}': action must be penalty or drop, got {action!r}")
+    return action, _number(raw.pop("penalty", DEFAULT_PENALTY), f"filter '{spec.name}': penalty")
 
 
 # --------------------------------------------------------------------------- scores
@@ -200,6 +270,8 @@ class RewardStack:
     """The configured rewards and filters of a run, scored together."""
 
     def __init__(self, entries: Sequence[ConfiguredReward], timeout: float = DEFAULT_TIMEOUT):
+        if not (isinstance(timeout, numbers.Real) and math.isfinite(timeout) and timeout > 0):
+            raise RegistryError(f"--reward-timeout must be a positive number of seconds, got {timeout!r}")
         self.entries = list(entries)
         self.timeout = timeout
         labels = [e.label for e in self.entries]
@@ -229,14 +301,7 @@ class RewardStack:
             raw = dict(spec.params)
             action, penalty = "penalty", DEFAULT_PENALTY
             if info.is_filter:
-                action = str(raw.pop("action", "penalty"))
-                if action not in FILTER_ACTIONS:
-                    raise RegistryError(
-                        f"filter '{spec.name}': action must be penalty or drop, got {action!r}")
-                try:
-                    penalty = float(raw.pop("penalty", DEFAULT_PENALTY))
-                except ValueError as e:
-                    raise RegistryError(f"filter '{spec.name}': penalty must be a number ({e})") from None
+                action, penalty = _filter_settings(spec, raw)
             params = info.parse_params(raw)
             # The same reward twice (different parameters) is logged under NAME:k=v to keep keys apart.
             label = spec.name if names.count(spec.name) == 1 else str(RewardSpec(spec.name, spec.params))

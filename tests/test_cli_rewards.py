@@ -93,8 +93,10 @@ def test_duplicate_names_are_a_clean_cli_error():
 
     with inline_plugin(emoji):
         result = run("rewards")
-    assert result.exit_code == 1 and "Error: reward name 'emoji' is registered twice" in result.output
-    assert "Traceback" not in result.output
+    # One bad plugin does not take the command down: it is listed as a failure, the others still show.
+    assert result.exit_code == 0 and "1 plugin(s) failed to load" in result.output
+    assert "inline-test" in result.output and "RAFTKIT_LOAD_PLUGINS" in result.output
+    assert "stray_hash" in result.output and "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("command", ["rewards", "score"])

@@ -41,7 +41,8 @@ def command(as_json: bool) -> None:
 
     Plugins are found through the `raftkit` entry-point group (the built-ins too); set
     RAFTKIT_LOAD_PLUGINS=name,name to load only some of them. Plugins that failed to load are listed
-    below the table with their error.
+    below the table with their error, as is a plugin that registers a name another plugin took first
+    (the first keeps it; PLUGIN:NAME picks the other) or misspells a hook.
 
     \b
     Examples:
@@ -82,5 +83,5 @@ def command(as_json: bool) -> None:
         console.print(f"[red]{len(registry.failures)} plugin(s) failed to load:[/red]")
         for name, error in sorted(registry.failures.items()):
             console.print(f"  [bold]{escape(name)}[/bold]: {escape(error)}", highlight=False)
-    usage = "Use: --reward NAME[:key=value,...][*WEIGHT]   --filter NAME[:action=drop|penalty=-1]"
+    usage = "Use: --reward [PLUGIN:]NAME[:key=value,...][*WEIGHT]   --filter NAME[:action=drop,penalty=-1]"
     console.print(escape(usage), style="dim")

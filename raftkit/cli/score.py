@@ -9,16 +9,19 @@ the same validation as training, and its time per 1,000 completions is printed.
 from __future__ import annotations
 
 import csv
+import difflib
 import functools
 import inspect
 import io
 import json
+import math
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from raftkit.registry import RegistryError
 from raftkit.rewards import DEFAULT_TIMEOUT, STACK_ARGUMENTS, RewardError, RewardStack, Scores
@@ -66,15 +69,29 @@ def _read_jsonl(text: str, source: str) -> list[dict[str, Any]]:
     return rows
 
 
-def read_rows(path: str) -> list[dict[str, Any]]:
-    """Rows of a JSONL, JSON (a list of objects) or CSV file; ``-`` reads stdin (JSONL or CSV)."""
+def _read_text(path: str) -> tuple[str, str, str]:
+    """(text, source, suffix) of a file or stdin (``-``): UTF-8, a byte-order mark dropped."""
+    from raftkit.datasets import DatasetError, decode_utf8
+
     if path == "-":
-        text, source, suffix = sys.stdin.read(), "<stdin>", ""
+        data, source, suffix = sys.stdin.buffer.read(), "<stdin>", ""  # bytes: decoded as files are
     else:
         p = Path(path)
         if not p.is_file():
             raise click.ClickException(f"{path}: no such file")
-        text, source, suffix = p.read_text(encoding="utf-8"), path, p.suffix.lower()
+        try:
+            data, source, suffix = p.read_bytes(), path, p.suffix.lower()
+        except OSError as e:
+            raise click.ClickException(f"{path}: cannot read it ({e.strerror or e})") from None
+    try:
+        return decode_utf8(data, source), source, suffix
+    except DatasetError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def read_rows(path: str) -> list[dict[str, Any]]:
+    """Rows of a JSONL, JSON (a list of objects) or CSV file; ``-`` reads stdin (JSONL or CSV)."""
+    text, source, suffix = _read_text(path)
     if suffix in (".csv", ".tsv") or (not suffix and text.lstrip()[:1] not in ("{", "[", "")):
         dialect = "excel-tab" if suffix == ".tsv" else "excel"
         reader = csv.DictReader(io.StringIO(text), dialect=dialect)
@@ -93,8 +110,15 @@ def read_rows(path: str) -> list[dict[str, Any]]:
     return rows
 
 
-def rows_to_batch(rows: list[dict[str, Any]], prompt_column: str, completion_column: str, source: str):
-    """(prompts, completions, columns) from rows; chat prompts get their completion as assistant messages."""
+def rows_to_batch(rows: list[dict[str, Any]], prompt_column: str, completion_column: str, source: str,
+                  prompt_given: bool = True):
+    """(prompts, completions, columns) from rows; chat prompts get their completion as assistant messages.
+
+    A missing prompt column is an error when ``prompt_given`` (the user named it) or when a column looks
+    like a slip of it (``Prompt``); otherwise the file holds completions only and prompts are empty.
+    """
+    from raftkit.datasets import missing_column
+
     names: dict[str, None] = {}
     for r in rows:
         names.update(dict.fromkeys(r))
@@ -102,6 +126,9 @@ def rows_to_batch(rows: list[dict[str, Any]], prompt_column: str, completion_col
         raise click.ClickException(
             f"{source}: no '{completion_column}' column (columns: {', '.join(names) or 'none'}); "
             "use --completion-column, or --dataset for a pre-flight check without completions")
+    lookalike = difflib.get_close_matches(prompt_column.lower(), [n.lower() for n in names], 1, 0.8)
+    if prompt_column not in names and (prompt_given or lookalike):
+        raise click.ClickException(missing_column(prompt_column, list(names), source))
     prompts = [r.get(prompt_column) or "" for r in rows]
     completions = []
     for number, (p, r) in enumerate(zip(prompts, rows, strict=True), 1):
@@ -138,6 +165,22 @@ def _short(text: Any, limit: int = 40) -> str:
     return t if len(t) <= limit else t[: limit - 1] + "…"
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float as None: ``json.dumps`` would write bare ``NaN`` and
+    ``Infinity``, which are not JSON (a weight of 1e308 overflows a total to inf)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(_finite(value), ensure_ascii=False, allow_nan=False)
+
+
 def _row_json(scores: Scores, i: int, prompt: Any, completion: Any) -> dict[str, Any]:
     """One output row: the text as given (so `raftkit inspect` can show it), then every score."""
     row: dict[str, Any] = {"prompt": prompt, "completion": completion}
@@ -161,39 +204,75 @@ def _merge(parts: list[Scores]) -> Scores:
 
 
 def _print_table(scores: Scores, completions: list[Any], max_rows: int) -> None:
+    """The scores as a table. The total comes first and every number column keeps the width of its
+    widest value (long headers fold), so at 80 columns (any pipe) the numbers stay whole; the completion
+    text comes last, and goes below the table when the numbers leave it too little room."""
+    from rich import box
+    from rich.cells import cell_len
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"scores of {len(scores)} completion(s)")
-    table.add_column("#", justify="right", style="dim")
-    table.add_column("completion", overflow="ellipsis", no_wrap=True, min_width=16, max_width=42)
-    for label, weight in scores.weights.items():
-        header = escape(label + (f" ×{weight:g}" if weight != 1 else ""))
-        table.add_column(header, justify="right", no_wrap=True)
-    for label in scores.hits:
-        table.add_column(escape(label), justify="right", style="yellow", no_wrap=True)
-    table.add_column("total", justify="right", style="bold")
-    for i in range(min(len(scores), max_rows)):
-        cells = [str(i), escape(_short(completions[i]))]
-        cells += [_fmt(v[i]) for v in scores.rewards.values()]
-        cells += [_fmt(v[i]) if v[i] else "·" for v in scores.hits.values()]
-        cells.append("dropped" if scores.dropped[i] else _fmt(scores.total[i]))
-        table.add_row(*cells)
+    shown = range(min(len(scores), max_rows))
+    columns = _number_columns(scores, shown)
+    console = Console()
+    # Every number column gets a fixed width, so rich never squeezes one: its header's when the text
+    # keeps room for 20 characters, else its widest value's (the header folds); with still no room the
+    # text goes below the table. Without vertical lines a column costs its width and two spaces.
+    room = console.width - 4 - 2 * (len(columns) + 1) - 20
+    value_widths = [max(cell_len(c) for c in cells) for _, cells, _ in columns]
+    header_widths = [max(w, cell_len(h)) for w, (h, _, _) in zip(value_widths, columns, strict=True)]
+    widths = header_widths if sum(header_widths) <= room else value_widths
+    text_below = sum(widths) > room
+
+    table = Table(title=f"scores of {len(scores)} completion(s)", box=box.SIMPLE_HEAD, show_edge=False,
+                  pad_edge=False, collapse_padding=True)
+    table.add_column("#", justify="right", style="dim", no_wrap=True)
+    for (header, _, style), width in zip(columns, widths, strict=True):
+        table.add_column(escape(header), justify="right", style=style, overflow="fold", width=width)
+    if not text_below:
+        table.add_column("completion", overflow="fold", max_width=42)
+    for i in shown:
+        text = [] if text_below else [escape(_short(completions[i]))]
+        table.add_row(str(i), *(escape(cells[i]) for _, cells, _ in columns), *text)
     if len(scores) > 1:
         table.add_section()
-        cells = ["", "[bold]mean[/bold]"]
-        for values in scores.rewards.values():
-            present = [v for v in values if v is not None]
-            cells.append(_fmt(sum(present) / len(present)) if present else "—")
-        cells += [f"{sum(1 for h in v if h)}/{len(v)} hit" for v in scores.hits.values()]
-        kept = [t for t, d in zip(scores.total, scores.dropped, strict=True) if not d]
-        cells.append(_fmt(sum(kept) / len(kept)) if kept else "—")
-        table.add_row(*cells)
-    console = Console()
+        means = [cells[-1] for _, cells, _ in columns]
+        table.add_row("[bold]mean[/bold]", *means, *([] if text_below else [""]))
     console.print(table)
+    if text_below:
+        for i in shown:
+            console.print(f"[dim]{i:>4}[/dim] {escape(_short(completions[i], max(20, console.width - 6)))}",
+                          highlight=False)
     if len(scores) > max_rows:
         console.print(f"[dim]… {len(scores) - max_rows} more rows (use --json for all of them)[/dim]")
+
+
+def _number_columns(scores: Scores, shown: range) -> list[tuple[str, list[str], str | None]]:
+    """(header, cells, style) of the total, each reward and each filter; the cells end with the mean."""
+    columns: list[tuple[str, list[str], str | None]] = [
+        ("total", ["dropped" if scores.dropped[i] else _fmt(scores.total[i]) for i in shown], "bold")]
+    for label, values in scores.rewards.items():
+        weight = scores.weights[label]
+        header = label + (f" ×{weight:g}" if weight != 1 else "")
+        columns.append((header, [_fmt(values[i]) for i in shown], None))
+    for label, hits in scores.hits.items():
+        columns.append((label, [_fmt(hits[i]) if hits[i] else "·" for i in shown], "yellow"))
+    if len(scores) > 1:
+        for (_, cells, _), mean in zip(columns, _mean_row(scores), strict=True):
+            cells.append(mean)
+    return columns
+
+
+def _mean_row(scores: Scores) -> list[str]:
+    """Mean total (of the samples kept), mean of each reward, share of samples each filter hit."""
+    kept = [t for t, d in zip(scores.total, scores.dropped, strict=True) if not d]
+    cells = [_fmt(sum(kept) / len(kept)) if kept else "—"]
+    for values in scores.rewards.values():
+        present = [v for v in values if v is not None]
+        cells.append(_fmt(sum(present) / len(present)) if present else "—")
+    cells += [f"{sum(1 for h in v if h)}/{len(v)} hit" for v in scores.hits.values()]
+    return cells
 
 
 # --------------------------------------------------------------------------- pre-flight
@@ -292,8 +371,8 @@ def preflight(stack: RewardStack, dataset: str, prompt_column: str, limit: int, 
             progress.advance(task)
 
     if as_json:
-        click.echo(json.dumps({"dataset": prompt_set.source, "rows": len(prompt_set), "completions": n,
-                               "results": results}, ensure_ascii=False))
+        click.echo(_dumps({"dataset": prompt_set.source, "rows": len(prompt_set), "completions": n,
+                           "results": results}))
     else:
         table = Table(title=f"pre-flight: {n} dummy completions on {len(prompt_set)} rows of "
                             f"{prompt_set.source}")
@@ -325,7 +404,7 @@ def preflight(stack: RewardStack, dataset: str, prompt_column: str, limit: int, 
 
 @click.command("score")
 @click.option("--reward", "-r", "rewards", multiple=True, metavar="SPEC",
-              help="A reward: NAME[:key=value,...][*WEIGHT]. Repeat for several (weighted sum).")
+              help="A reward: [PLUGIN:]NAME[:key=value,...][*WEIGHT]. Repeat for several (weighted sum).")
 @click.option("--filter", "-f", "filters", multiple=True, metavar="SPEC",
               help="A degeneracy filter: NAME[:action=penalty|drop,penalty=-1.0,...]. Repeatable.")
 @click.option("--input", "-i", "input_path", metavar="FILE",
@@ -380,7 +459,8 @@ def command(rewards, filters, input_path, dataset, prompt_column, completion_col
 
     rows = read_rows(input_path)[:limit]
     source = "<stdin>" if input_path == "-" else input_path
-    prompts, completions, columns = rows_to_batch(rows, prompt_column, completion_column, source)
+    given = click.get_current_context().get_parameter_source("prompt_column") is ParameterSource.COMMANDLINE
+    prompts, completions, columns = rows_to_batch(rows, prompt_column, completion_column, source, given)
     parts: list[Scores] = []
     try:
         from rich.console import Console
@@ -408,6 +488,6 @@ def command(rewards, filters, input_path, dataset, prompt_column, completion_col
         for i, row in enumerate(rows):
             # The completion as the input held it (not wrapped into chat messages for the rewards).
             out = _row_json(scores, i, prompts[i], row.get(completion_column))
-            click.echo(json.dumps(out, ensure_ascii=False))
+            click.echo(_dumps(out))
     else:
         _print_table(scores, completions, max_rows)

@@ -7,6 +7,7 @@ name the file and line, never raised; a last line still being written is skipped
 
 from __future__ import annotations
 
+import difflib
 import heapq
 import math
 import re
@@ -15,8 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from raftkit.runs import rundir
 from raftkit.rewards import completion_text
+from raftkit.runs import rundir
 from raftkit.runs.runview import InspectError, number
 from raftkit.text import distinct_n
 
@@ -255,12 +256,15 @@ def select_samples(samples: Iterable[Sample], query: Query) -> tuple[list[Sample
     kept: list[Sample] = []
     first_names: list[str] = []
 
+    filter_names: set[str] = set()
+
     def matching() -> Iterator[Sample]:
         nonlocal total, matched
         for s in samples:
             total += 1
             if not first_names and s.rewards:
                 first_names.extend(s.rewards)
+            filter_names.update(s.hits)
             if query.filter:
                 if query.filter == "any":
                     if not s.n_hits:
@@ -275,6 +279,9 @@ def select_samples(samples: Iterable[Sample], query: Query) -> tuple[list[Sample
                 continue
             matched += 1
             yield s
+        # Every path below reads the stream to its end, so this runs once all filter names are known.
+        if query.filter and query.filter != "any" and total and query.filter not in filter_names:
+            raise InspectError(_no_such_filter(query.filter, filter_names))
 
     sort = query.sort or ("reward" if (query.top or query.worst) else None)
     stream = matching()
@@ -314,6 +321,14 @@ def select_samples(samples: Iterable[Sample], query: Query) -> tuple[list[Sample
     if query.limit is not None:
         kept = kept[: query.limit]
     return kept, matched, total
+
+
+def _no_such_filter(name: str, known: set[str]) -> str:
+    """``--filter NAME`` that no rollout was checked with: a typo, not "no rollouts match"."""
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    listed = ", ".join(sorted(known)) or "none (these rollouts carry no filter hits)"
+    return f"--filter {name}: no such filter in these rollouts.{hint} Filters: {listed}, or 'any'."
 
 
 def _chain(first: Sample, rest: Iterator[Sample]) -> Iterator[Sample]:
