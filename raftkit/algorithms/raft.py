@@ -173,7 +173,7 @@ def empty_groups(groups: Sequence[int], dropped: Sequence[bool]) -> int:
 
 
 class RAFT:
-    """The RAFT algorithm for raftkit.loop: exploration-aware sampling, selection, SFT on the selection."""
+    """RAFT: the best samples of each prompt (or batch), fine-tuned on with SFT."""
 
     name = "raft"
     Config = RaftConfig

@@ -8,7 +8,7 @@ from raftkit import __version__
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="raftkit")
 def main() -> None:
-    """Align language models to rewards written as plain Python functions (RAFT and GRPO on vLLM).
+    """Align language models to rewards written as plain Python functions (RAFT, GRPO, ... on vLLM).
 
     \b
     Examples:
@@ -16,6 +16,7 @@ def main() -> None:
       raftkit score --reward emoji --input samples.jsonl
       raftkit align --reward emoji --reward length     # RAFT on the bundled model and prompts
       raftkit align --algo grpo --reward emoji --reward length
+      raftkit algorithms                               # raft, raftpp, reinforce_rej, grpo, plugins'
       raftkit eval runs/latest                         # answer accuracy and degeneracy, base vs trained
       raftkit inspect runs/latest                      # read a run: metrics, rollouts, plots
     """
@@ -23,9 +24,9 @@ def main() -> None:
 
 def _register_commands() -> None:
     # Imported here, after the group exists; each module defines exactly one command.
-    from raftkit.cli import align, evaluate, inspect, model, rewards, score
+    from raftkit.cli import algorithms, align, evaluate, inspect, model, rewards, score
 
-    for module in (rewards, score, align, evaluate, inspect, model):
+    for module in (rewards, score, align, algorithms, evaluate, inspect, model):
         main.add_command(module.command)
 
 
