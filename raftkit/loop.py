@@ -12,6 +12,7 @@ metrics.jsonl. A kill at any moment leaves either the previous checkpoint or the
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -133,19 +135,25 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save_checkpoint(root: Path, policy: Any, algorithm: Any, iteration: int) -> None:
     """Write the training state to a temporary folder, then swap it in for checkpoint/."""
+    rundir.finish_checkpoint_swap(root)  # after a killed swap checkpoint.tmp may be the only copy
     tmp = root / "checkpoint.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    if policy.lora_r:  # the base weights are the model folder's; only the adapters changed
-        weights = {n: p.detach() for n, p in policy.model.named_parameters() if p.requires_grad}
-    else:
-        weights = policy.model.state_dict()
-    torch.save(weights, tmp / CHECKPOINT_WEIGHTS)
-    state = {"algorithm_state": algorithm.state_dict(), "rng": rng_state()}
-    torch.save(state, tmp / CHECKPOINT_STATE)
-    # The marker last: its presence marks the folder complete (rundir.latest_checkpoint relies on it).
-    marker = {"iteration": iteration, "algorithm": algorithm.name, "time": time.time()}
-    rundir.atomic_write_text(tmp / rundir.CHECKPOINT_MARKER, json.dumps(marker))
+    try:
+        with rundir.writing("the checkpoint"):
+            tmp.mkdir()
+            if policy.lora_r:  # the base weights are the model folder's; only the adapters changed
+                weights = {n: p.detach() for n, p in policy.model.named_parameters() if p.requires_grad}
+            else:
+                weights = policy.model.state_dict()
+            torch.save(weights, tmp / CHECKPOINT_WEIGHTS)
+            state = {"algorithm_state": algorithm.state_dict(), "rng": rng_state()}
+            torch.save(state, tmp / CHECKPOINT_STATE)
+            # The marker last: its presence marks the folder complete (rundir.latest_checkpoint relies on it).
+            marker = {"iteration": iteration, "algorithm": algorithm.name, "time": time.time()}
+            rundir.atomic_write_text(tmp / rundir.CHECKPOINT_MARKER, json.dumps(marker))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # half a checkpoint is of no use and may fill the disk
+        raise
     rundir.replace_dir(tmp, rundir.checkpoint_path(root))
 
 
@@ -173,13 +181,152 @@ def keep_copy(root: Path, iteration: int) -> None:
     dst = root / "checkpoints" / f"iter-{iteration:06d}"
     tmp = dst.with_name(dst.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for f in src.iterdir():
-        try:
-            os.link(f, tmp / f.name)
-        except OSError:
-            shutil.copy2(f, tmp / f.name)
+    try:
+        with rundir.writing("a copy of the checkpoint"):
+            tmp.mkdir(parents=True)
+            for f in src.iterdir():
+                try:
+                    os.link(f, tmp / f.name)
+                except OSError:
+                    shutil.copy2(f, tmp / f.name)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     rundir.replace_dir(tmp, dst)
+
+
+def save_model(root: Path, policy: Any) -> None:
+    """The final policy as a transformers folder, model/, swapped in whole."""
+    tmp = root / "model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with rundir.writing("the final model"):
+            policy.save(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    rundir.replace_dir(tmp, root / "model")
+
+
+def check_model(name: str) -> None:
+    """Fail at once on a --model that cannot load, before the run directory exists (nothing is fetched)."""
+    from raftkit import models
+
+    if name in ("", "default", models.DEFAULT_MODEL_NAME):
+        return  # the bundled model, converted on first use
+    if Path(name).expanduser().exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
+        models.resolve_model(name)  # a folder: checked on the spot
+        return
+    try:  # a hub id: fine when cached, or when the hub answers for it
+        from huggingface_hub import model_info, try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(name, "config.json"), str):
+            return
+        model_info(name, timeout=10)
+    except Exception as e:
+        reason = str(e).strip().splitlines()[0].rstrip(".") if str(e).strip() else type(e).__name__
+        raise models.ModelError(
+            f"--model {name}: no such folder, not in the Hugging Face cache, and not fetchable from the hub "
+            f"({reason}). Pass a local model folder, or leave --model out for the bundled model"
+        ) from None
+
+
+def heldout_size(prompts: Any, cfg: AlignConfig, console: Console) -> int:
+    """--heldout, scaled down with a note where it would leave less than one batch to train on."""
+    from raftkit.datasets import HELDOUT
+
+    n, want = len(prompts), cfg.heldout
+    marked = sum(s == HELDOUT for s in prompts.columns.get("split", ()))
+    if marked:  # the marked rows are the held-out set (split_heldout): never more of them
+        if want > marked:
+            console.print(
+                f"note: --heldout {want}: {prompts.source} marks {marked} rows as held out; "
+                f"evaluating on those {marked}"
+            )
+        return want
+    scaled = n // 4
+    if n - want >= cfg.prompts_per_iteration or scaled >= want:
+        return want
+    instead = f"holding out {scaled} (a quarter) instead" if scaled else "holding none out (no evaluation)"
+    console.print(
+        f"note: --heldout {want} would leave {max(n - want, 0)} of the {n} prompts in "
+        f"{prompts.source} to train on; {instead}"
+    )
+    return scaled
+
+
+def prepare_resume(root: Path, config: dict[str, Any], restart: bool, console: Console) -> None:
+    """Check that the run in ``root`` can continue with ``config``, then record it; if it cannot, say
+    why and change nothing (beyond finishing a swap a kill interrupted, which loses nothing)."""
+    rundir.check_resumable(root)
+    for note in rundir.repair_swaps(root):  # first: until then checkpoint.tmp may be the only copy
+        console.print(note)
+    saved = yaml.safe_load((root / "config.yaml").read_text(encoding="utf-8")) or {}
+    changed = rundir.changed_settings(saved, config)
+    if changed and rundir.has_results(root):
+        # Evaluations and iterations made with other settings would be compared as if they were alike.
+        raise rundir.RunDirError(
+            f"--resume {root}: a resumed run keeps its settings, but these differ: {'; '.join(changed)}. "
+            f"Nothing was changed. Only {', '.join(rundir.RESUMABLE_OPTIONS)} may change on resume; "
+            f"for the others start a new run (e.g. --config {root / 'config.yaml'} with the new values)"
+        )
+    if restart:
+        rundir.discard_progress(root)
+    else:
+        rundir.check_checkpoint(root, int(saved.get("save_every") or 1), saved.get("iterations"))
+    rundir.atomic_write_text(root / "config.yaml", _yaml(config))
+
+
+def disk_full(e: BaseException) -> str | None:
+    """What was being written when ``e`` (or what caused it) ran out of disk space, else None."""
+    while e is not None:
+        if isinstance(e, rundir.DiskFullError):
+            return e.what
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return str(e.filename or "a file")
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def crash_message(e: BaseException, iteration: int, finishing: bool, root: Path) -> str:
+    """The one line a crash is reported and recorded as, saying where it happened."""
+    if finishing:
+        where, during = (
+            f"after iteration {iteration} (saving the model, evaluating)",
+            f"after iteration {iteration}",
+        )
+    elif iteration:
+        where, during = f"iteration {iteration}", f"of iteration {iteration}"
+    else:
+        where, during = "start-up", "at start-up"
+    what = disk_full(e)
+    if what is not None:
+        return (
+            f"no space left on device while writing {what} {during}; free space and resume with: "
+            f"raftkit align --resume {root}"
+        )
+    return f"{where}: {type(e).__name__}: {e}"
+
+
+def _dump_crash(root: Path, iteration: int, batch: Any, rollouts: Any) -> str:
+    """Keep the unscored samples that broke an iteration, for debugging; outside iterations/ so a resume
+    (which redoes the iteration) and `inspect` are not confused by them. Returns a note for the message."""
+    path = root / "crash" / f"iteration-{iteration:06d}-rollouts.jsonl"
+    try:
+        path.parent.mkdir(exist_ok=True)
+        rundir.write_jsonl(path, rollout_records(iteration, batch, rollouts, None))
+    except OSError as e:
+        return f" (its samples could not be kept: {e.strerror or e})"
+    return f" (its samples: {path})"
+
+
+def _mark(writer: rundir.RunWriter, status: str, message: str) -> str:
+    """Record how the run ended; returns a note for the message when even that fails (a full disk)."""
+    try:
+        writer.finish(status, message)
+    except OSError as e:
+        return f" (run.json could not be updated: {e.strerror or e})"
+    return ""
 
 
 def _json_safe(d: dict[str, Any]) -> dict[str, Any]:
@@ -218,12 +365,16 @@ def run(
     run_dir: str | Path,
     *,
     resume: bool = False,
+    restart: bool = False,
     console: Console | None = None,
 ) -> Path:
     """Align a policy as configured and record it in ``run_dir``; returns the run directory.
 
-    With ``resume`` the run continues after its newest complete checkpoint. Raises RunError (the run is
-    then marked crashed) or KeyboardInterrupt (marked stopped); either way the directory stays resumable.
+    With ``resume`` the run continues after its newest complete checkpoint (with ``restart`` too: from
+    iteration 1, its iterations discarded). Raises RunError (the run is then marked crashed) or
+    KeyboardInterrupt (marked stopped); either way the directory stays resumable. A run directory that
+    cannot be used as asked raises rundir.RunDirError, and a bad --model models.ModelError, before
+    anything is written.
     """
     from raftkit.datasets import load_prompts
     from raftkit.policy import Policy
@@ -233,7 +384,8 @@ def run(
     console = console or Console()
     root = Path(run_dir)
 
-    # 1. Rewards and prompts first: a typo in a reward name should fail in a second, not after model loading.
+    # 1. Rewards, prompts and the model first: a typo should fail in a second, before the run directory
+    # exists and before model loading.
     if not cfg.rewards:
         raise RunError("no reward given: pass at least one --reward (see `raftkit rewards`)", root)
     stack = RewardStack.build(cfg.rewards, cfg.filters, timeout=cfg.reward_timeout)
@@ -244,16 +396,17 @@ def run(
         None if cfg.dataset in ("", "bundled") else cfg.dataset, prompt_column=cfg.prompt_column
     )
     # Always split: with --heldout 0 the bundled set's marked held-out rows must still stay out of training.
-    train_set, heldout = prompts.split_heldout(cfg.heldout, seed=cfg.seed)
+    train_set, heldout = prompts.split_heldout(heldout_size(prompts, cfg, console), seed=cfg.seed)
     heldout = heldout if len(heldout) else None
     if len(train_set) == 0:
         raise RunError(f"no training prompts left in {prompts.source} after holding out {cfg.heldout}", root)
+    check_model(cfg.model)
 
-    # 2. The run directory. On resume, config.yaml is rewritten with any options changed on the command line.
+    # 2. The run directory, written only now that everything above is known to work.
     config_dict = to_dict(cfg, algo_cfg)
     writer: rundir.RunWriter | None = None
     if resume:
-        rundir.atomic_write_text(root / "config.yaml", _yaml(config_dict))
+        prepare_resume(root, config_dict, restart, console)
     else:
         writer = rundir.RunWriter.create(root, config_dict, cfg.algo)
         if root.parent.name == "runs":
@@ -261,6 +414,7 @@ def run(
 
     sampler = None
     iteration = 0
+    finishing = False
     previous_sigterm = _stop_on_sigterm()
     rollouts = batch = None
     try:
@@ -279,10 +433,15 @@ def run(
         if resume:
             found = rundir.latest_checkpoint(root)
             done = load_checkpoint(*found, policy, algorithm) if found is not None else None
-            writer = rundir.RunWriter.resume(root, done)
-            writer.info["iterations_planned"] = cfg.iterations
+            writer = rundir.RunWriter.resume(
+                root, done, iterations_planned=cfg.iterations, algorithm=cfg.algo
+            )
             start = (done or 0) + 1
-            console.print(f"resuming {root} after iteration {done or 0}")
+            console.print(
+                f"restarting {root} from iteration 1"
+                if restart
+                else f"resuming {root} after iteration {done or 0}"
+            )
 
         # 5. The sampler starts from the model folder, i.e. the base weights: evaluate the base model first.
         with console.status(f"starting the {cfg.sampler} sampler"):
@@ -364,11 +523,9 @@ def run(
             rollouts = None
 
         # 7. The final policy as a transformers folder, then the after-evaluation.
+        finishing = True
         with console.status("saving the model"):
-            tmp = root / "model.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            policy.save(tmp)
-            rundir.replace_dir(tmp, root / "model")
+            save_model(root, policy)
         if heldout is not None:
             with console.status(f"evaluating the trained model on {len(heldout)} held-out prompts"):
                 evals["after"] = _evaluate(sampler, heldout, eval_stack, cfg)
@@ -384,23 +541,14 @@ def run(
         return root
     except KeyboardInterrupt:
         if writer is not None:
-            writer.finish("stopped", f"interrupted during iteration {iteration}")
+            _mark(writer, "stopped", f"interrupted during iteration {iteration}")
         raise
     except Exception as e:
-        where = f"iteration {iteration}" if iteration else "start-up"
-        message = f"{where}: {type(e).__name__}: {e}"
-        if rollouts and batch is not None:
-            # The unscored samples that broke the iteration, for debugging; outside iterations/ so a
-            # resume (which redoes the iteration) and `inspect` are not confused by them.
-            crash = root / "crash"
-            crash.mkdir(exist_ok=True)
-            rundir.write_jsonl(
-                crash / f"iteration-{iteration:06d}-rollouts.jsonl",
-                rollout_records(iteration, batch, rollouts, None),
-            )
-            message += f" (its samples: {crash / f'iteration-{iteration:06d}-rollouts.jsonl'})"
+        message = crash_message(e, iteration if not finishing else cfg.iterations, finishing, root)
+        if rollouts and batch is not None and disk_full(e) is None:
+            message += _dump_crash(root, iteration, batch, rollouts)
         if writer is not None:
-            writer.finish("crashed", message)
+            message += _mark(writer, "crashed", message)
         raise RunError(message, root) from e
     finally:
         if sampler is not None:

@@ -7,6 +7,8 @@ Priority: defaults < --config FILE < flags.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,13 +55,25 @@ Examples:
     "--resume",
     "resume_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Continue the run in this directory after its last complete iteration "
-    "(its config.yaml is reloaded; flags such as --iterations override it).",
+    help="Continue the run in this directory after its last complete iteration (its config.yaml is "
+    "reloaded; --iterations, --save-every, --checkpoint-every, --reward-timeout, --sampler, --kv-cache-gib "
+    "and --gradient-checkpointing may change, nothing else).",
+)
+@click.option(
+    "--restart",
+    is_flag=True,
+    help="With --resume: discard the run's iterations, checkpoints and model and train it again from "
+    "iteration 1 with the same settings (for a run whose checkpoint is gone).",
 )
 @click.option("--no-filters", is_flag=True, help="Run without any degeneracy filter.")
 @click.pass_context
 def command(
-    ctx: click.Context, config_file: Path | None, resume_dir: Path | None, no_filters: bool, **_: Any
+    ctx: click.Context,
+    config_file: Path | None,
+    resume_dir: Path | None,
+    restart: bool,
+    no_filters: bool,
+    **_: Any,
 ) -> None:
     """Align a model to rewards: sample k completions per prompt, score, train, repeat.
 
@@ -69,16 +83,17 @@ def command(
     held-out prompts.
     """
     from raftkit import loop
+    from raftkit.runs import rundir
 
     assert isinstance(ctx.command, ConfigCommand)
+    if restart and resume_dir is None:
+        raise click.UsageError("--restart goes with --resume RUN_DIR")
     fields = ctx.command.config_fields()
     try:
         values: dict[str, Any] = {}
+        from_file: dict[str, Any] = {}
         if resume_dir is not None:
-            if not (resume_dir / "run.json").is_file() or not (resume_dir / "config.yaml").is_file():
-                raise click.ClickException(
-                    f"--resume {resume_dir}: not a run directory (no run.json/config.yaml)"
-                )
+            rundir.check_resumable(resume_dir)
             saved = load_file(resume_dir / "config.yaml")
             check_keys(saved, fields, str(resume_dir / "config.yaml"))
             values.update(saved)
@@ -95,22 +110,40 @@ def command(
         source = f"--config {config_file}" if config_file else "options"
         cfg = build(AlignConfig, values, source)
         algo_cfg = build(_algorithm_config_class(cfg.algo), values, source)
-    except ConfigError as e:
+        _check_algorithm_options(given, cfg.algo, lambda name: f"--{fields[name].option.replace('_', '-')}")
+        _check_algorithm_options(from_file, cfg.algo, lambda name: f"--config {config_file}: '{name}'")
+    except (ConfigError, rundir.RunDirError) as e:
         raise click.ClickException(str(e)) from None
 
     if resume_dir is not None:
         run_dir = resume_dir
     else:
         run_dir = Path(cfg.output) if cfg.output else loop.default_run_dir(cfg.algo)
-    _run(cfg, algo_cfg, run_dir, resume=resume_dir is not None)
+    _run(cfg, algo_cfg, run_dir, resume=resume_dir is not None, restart=restart)
 
 
-def _run(cfg: AlignConfig, algo_cfg: Any, run_dir: Path, resume: bool) -> None:
+def _check_algorithm_options(values: dict[str, Any], algo: str, label: Callable[[str], str]) -> None:
+    """An option that only other algorithms have is an error, not silently ignored."""
+    from raftkit import algorithms
+
+    def names(cls: type) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+    usable = names(AlignConfig) | names(_algorithm_config_class(algo))
+    found, _ = algorithms.load_algorithms()
+    for name in values:
+        if name not in usable:
+            owners = [a for a, info in found.items() if name in names(info.config)]
+            raise ConfigError(f"{label(name)} is a {'/'.join(owners)} setting; {algo} does not use it")
+
+
+def _run(cfg: AlignConfig, algo_cfg: Any, run_dir: Path, resume: bool, restart: bool = False) -> None:
     from raftkit import loop
     from raftkit.models import ModelError
     from raftkit.registry import RegistryError
+    from raftkit.runs.rundir import RunDirError
 
-    user_errors: tuple[type[BaseException], ...] = (RegistryError, ModelError, ConfigError, FileExistsError)
+    user_errors: tuple[type[BaseException], ...] = (RegistryError, ModelError, ConfigError, RunDirError)
     try:
         from raftkit.datasets import DatasetError
 
@@ -118,12 +151,15 @@ def _run(cfg: AlignConfig, algo_cfg: Any, run_dir: Path, resume: bool) -> None:
     except ImportError:
         pass
     try:
-        loop.run(cfg, algo_cfg, run_dir, resume=resume)
+        loop.run(cfg, algo_cfg, run_dir, resume=resume, restart=restart)
     except loop.RunError as e:
         hint = f"\n(the run is in {e.run_dir}; continue it with: raftkit align --resume {e.run_dir})"
-        raise click.ClickException(f"{e}{hint if (Path(e.run_dir) / 'run.json').exists() else ''}") from None
+        known = "--resume" in str(e) or not (Path(e.run_dir) / "run.json").exists()
+        raise click.ClickException(f"{e}{'' if known else hint}") from None
     except user_errors as e:
         raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:
-        click.echo(f"\nstopped; continue with: raftkit align --resume {run_dir}", err=True)
+        started = (run_dir / "run.json").exists()
+        click.echo(f"\nstopped; continue with: raftkit align --resume {run_dir}" if started else "\nstopped",
+                   err=True)
         raise SystemExit(130) from None

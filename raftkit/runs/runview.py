@@ -93,7 +93,16 @@ def _process_alive(pid: int) -> bool:
         return True
     except OSError:
         return False
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A process that has exited but was not reaped yet still answers kill(0); Linux's /proc tells."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            return any(line.startswith("State:") and "Z" in line.split()[1:2] for line in f)
+    except OSError:  # no /proc (macOS) or the process just went: trust kill(0)
+        return False
 
 
 def ago(seconds: float) -> str:
@@ -313,8 +322,20 @@ def load_summary(root: str | os.PathLike, now: float | None = None) -> RunSummar
         mtimes.append(_mtime(rundir.iteration_dir(root, partial[-1])))
     updated = max((t for t in mtimes if t is not None), default=None)
     status, line = _status(info, metrics, partial, updated, time.time() if now is None else now)
+    if status != "running":  # a live run may be between the two renames of a swap
+        missing.extend(_interrupted_swaps(root))
     return RunSummary(root, info, config, metrics, ev, status, line, updated, partial, groups, missing,
                       problems)
+
+
+def _interrupted_swaps(root: Path) -> list[str]:
+    """What a kill inside a folder swap left (read only: `--resume` repairs it)."""
+    out = []
+    for name in ("checkpoint", "model"):
+        final = root / name
+        if not final.exists() and any(final.with_name(f"{name}.{s}").exists() for s in ("tmp", "old")):
+            out.append(f"{name}/ (a kill interrupted its writing; `raftkit align --resume {root}` mends it)")
+    return out
 
 
 def _read_metrics(root: Path) -> tuple[list[dict[str, Any]], list[int], list[rundir.BadLine]]:
@@ -387,12 +408,17 @@ def _status(info: dict[str, Any], metrics: list[dict[str, Any]], partial: list[i
     # The iteration that was under way: a folder without metrics, else the one after the last complete.
     current = partial[-1] if partial else (last + 1 if isinstance(last, int) else None)
     at = f" at iteration {current}" if current is not None else " before the first iteration completed"
+    if not partial and isinstance(current, int) and isinstance(planned, int) and current > planned:
+        # Every planned iteration is complete and none is under way: it was saving the model, evaluating.
+        at = f" after iteration {planned} (saving the model, evaluating)"
     if status == "finished":
         return status, f"finished: {done}"
     if status == "crashed":
         err = str(info.get("error") or "no error message recorded")
-        if current is not None:
-            err = re.sub(rf"^iteration {current}:\s*", "", err)  # the loop's message may say it already
+        said = re.match(r"(after )?iteration \d+( \([^)]*\))?(?=:)", err)
+        if said:  # the loop's message says where it happened: that, not a guess
+            at = f" {said.group(0)}" if said.group(1) else f" at {said.group(0)}"
+            err = err[said.end() + 1:].lstrip()
         return status, f"crashed{at}: {err} ({done})"
     if status == "stopped":
         return status, f"stopped{at} ({done}); continue with `raftkit align --resume RUN_DIR`"

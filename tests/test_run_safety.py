@@ -1,0 +1,457 @@
+"""Run-directory safety (issue 11): what --resume, --output and --model refuse before writing anything,
+repairs after a kill inside a folder swap, a full disk, and what `inspect` reports for killed runs.
+
+Most tests build run directories by hand (no model is loaded); the `slow` ones run the loop on the tiny
+model with the HF sampler."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from rich.console import Console
+
+from raftkit import loop
+from raftkit.algorithms.raft import RAFT, RaftConfig
+from raftkit.cli import main
+from raftkit.config import AlignConfig, to_dict
+from raftkit.runs import rundir, runview
+from raftkit.runs.rundir import RunDirError, RunWriter
+
+
+def _cli(*args: str):
+    return CliRunner(env={"COLUMNS": "250"}).invoke(main, ["align", *args])
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` with its content: equal snapshots mean nothing was changed."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _fake_model(tmp_path: Path) -> str:
+    """A folder that passes the --model check (the refusals tested here come before model loading)."""
+    path = tmp_path / "model-folder"
+    path.mkdir(exist_ok=True)
+    (path / "config.json").write_text("{}")
+    return str(path)
+
+
+def _config(model: str, **overrides) -> dict:
+    cfg = AlignConfig(model=model, sampler="hf", rewards=["length"], k=2, prompts_per_iteration=2,
+                      max_new_tokens=4, heldout=0, iterations=overrides.pop("iterations", 4), **overrides)
+    return to_dict(cfg, RaftConfig(micro_batch_size=2, epochs_per_iteration=1, keep_answers=False))
+
+
+def _fake_checkpoint(path: Path, iteration: int | None) -> None:
+    """A checkpoint folder; ``iteration=None`` leaves out its marker (a half-written one)."""
+    path.mkdir(parents=True)
+    (path / loop.CHECKPOINT_WEIGHTS).write_bytes(b"weights")
+    if iteration is not None:
+        marker = {"iteration": iteration, "algorithm": "raft"}
+        (path / rundir.CHECKPOINT_MARKER).write_text(json.dumps(marker))
+
+
+def _fake_run(tmp_path: Path, iterations: int = 3, checkpoint: int | None = 3, **overrides) -> Path:
+    """A run that committed ``iterations`` iterations, with its checkpoint at ``checkpoint`` (None: none)."""
+    root = tmp_path / "run"
+    writer = RunWriter.create(root, _config(_fake_model(tmp_path), **overrides), "raft")
+    for it in range(1, iterations + 1):
+        writer.write_iteration(it, [{"iteration": it, "completion": "x"}])
+        writer.commit_iteration(it, {"reward/total/mean": 0.5})
+    if checkpoint is not None:
+        _fake_checkpoint(rundir.checkpoint_path(root), checkpoint)
+    return root
+
+
+# --------------------------------------------------------------------------- 1. no checkpoint, no silent loss
+
+
+def test_resume_refuses_a_run_whose_checkpoint_is_gone_and_changes_nothing(tmp_path):
+    root = _fake_run(tmp_path, iterations=8, checkpoint=None)
+    before = _snapshot(root)
+    result = _cli("--resume", str(root))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    message = f"{root} has 8 finished iterations but no checkpoint/ (deleted?); nothing was changed"
+    assert message in result.output
+    assert "--restart" in result.output
+    assert _snapshot(root) == before
+
+    # a checkpoint folder without its marker is no checkpoint either
+    _fake_checkpoint(rundir.checkpoint_path(root), None)
+    with pytest.raises(RunDirError, match=r"incomplete checkpoint/ \(no state.json\)"):
+        rundir.check_checkpoint(root, save_every=1, planned=8)
+
+
+def test_iterations_before_the_first_save_point_are_redone_without_asking(tmp_path):
+    root = _fake_run(tmp_path, iterations=2, checkpoint=None, save_every=5)
+    rundir.check_checkpoint(root, save_every=5, planned=4)  # no checkpoint was due yet: no refusal
+    with pytest.raises(RunDirError):
+        rundir.check_checkpoint(root, save_every=5, planned=2)  # the last iteration always saves one
+
+
+def test_restart_discards_the_iterations_and_checkpoints(tmp_path):
+    root = _fake_run(tmp_path, iterations=3, checkpoint=None)
+    (root / "checkpoint.old").mkdir()
+    (root / "model").mkdir()
+    loop.prepare_resume(root, _config(_fake_model(tmp_path)), restart=True, console=Console(quiet=True))
+    assert not any((root / n).exists() for n in ("checkpoint", "checkpoint.old", "model"))
+    RunWriter.resume(root, None)
+    assert not list((root / "iterations").iterdir()) and (root / "metrics.jsonl").read_text() == ""
+
+    result = _cli("--restart", "--reward", "length")
+    assert result.exit_code == 2 and "--restart goes with --resume" in result.output
+
+
+# --------------------------------------------------------------------------- 2. --output into a used folder
+
+
+def test_output_into_a_folder_that_is_not_a_run_is_refused_before_writing(tmp_path):
+    folder = tmp_path / "my-project"
+    folder.mkdir()
+    (folder / "config.yaml").write_text("mine: true\n")
+    (folder / "model").mkdir()
+    before = _snapshot(folder)
+    result = _cli("--reward", "length", "--model", _fake_model(tmp_path), "--output", str(folder))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "is not empty and is not a raftkit run (it holds config.yaml, model)" in result.output
+    assert _snapshot(folder) == before and not (folder / "run.json").exists()
+
+
+def test_output_into_an_existing_run_says_to_resume(tmp_path):
+    root = _fake_run(tmp_path)
+    before = _snapshot(root)
+    result = _cli("--reward", "length", "--model", _fake_model(tmp_path), "--output", str(root))
+    assert result.exit_code == 1 and f"continue it with: raftkit align --resume {root}" in result.output
+    assert _snapshot(root) == before
+
+
+def test_output_into_an_empty_folder_or_a_run_killed_while_starting_is_fine(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    rundir.check_new_run_dir(empty)
+    # 14. run.json is written first: a kill before config.yaml leaves only it (and a temporary file)
+    started = tmp_path / "started"
+
+    def killed(path, text):
+        if path.name == "config.yaml":
+            (path.parent / f".config.yaml.tmp-{os.getpid()}").write_text("half")
+            raise KeyboardInterrupt
+        real_write(path, text)
+
+    real_write = rundir.atomic_write_text
+    try:
+        rundir.atomic_write_text = killed
+        with pytest.raises(KeyboardInterrupt):
+            RunWriter.create(started, {"iterations": 2}, "raft")
+    finally:
+        rundir.atomic_write_text = real_write
+    assert (started / "run.json").is_file() and not (started / "config.yaml").exists()
+    with pytest.raises(RunDirError, match=r"stopped while starting.*Start it again with: raftkit align"):
+        rundir.check_resumable(started)
+    RunWriter.create(started, {"iterations": 2}, "raft")  # starting it again works
+    assert (started / "config.yaml").is_file()
+
+
+def test_resume_of_a_folder_without_run_json_says_to_start_again(tmp_path):
+    folder = tmp_path / "r"
+    folder.mkdir()
+    result = _cli("--resume", str(folder))
+    assert result.exit_code == 1 and "stopped while starting" in result.output
+    (folder / "notes.txt").write_text("x")
+    result = _cli("--resume", str(folder))
+    assert result.exit_code == 1 and "not a run directory" in result.output
+
+
+# --------------------------------------------------------------------------- 3. resume keeps the settings
+
+
+def test_resume_refuses_changed_settings_and_leaves_config_yaml_alone(tmp_path):
+    root = _fake_run(tmp_path)
+    before = _snapshot(root)
+    result = _cli("--resume", str(root), "--k", "4", "--temperature", "1.0")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "k (saved: 2, now: 4); temperature (saved: 0.8, now: 1.0)" in result.output
+    assert "Nothing was changed" in result.output
+    assert _snapshot(root) == before
+
+
+def test_a_failed_resume_does_not_rewrite_config_yaml(tmp_path):
+    root = _fake_run(tmp_path)
+    (Path(_fake_model(tmp_path)) / "config.json").unlink()  # the run's model is gone
+    before = _snapshot(root)
+    result = _cli("--resume", str(root), "--iterations", "9")
+    assert result.exit_code == 1 and "no config.json" in result.output and "Traceback" not in result.output
+    assert _snapshot(root) == before
+
+
+def test_which_settings_a_resume_may_change(tmp_path):
+    saved = _config("m")
+    now = {**saved, "iterations": 20, "save_every": 2, "checkpoint_every": 5, "reward_timeout": 5.0,
+           "sampler": "vllm", "output": "elsewhere"}
+    assert rundir.changed_settings(saved, now) == []
+    for key, value in [("model", "other"), ("lr", 1.0), ("rewards", ["emoji"]), ("eval_samples", 9),
+                       ("heldout", 3), ("seed", 1), ("ranking", "top"), ("algo", "grpo")]:
+        assert [c.split(" ")[0] for c in rundir.changed_settings(saved, {**saved, key: value})] == [key]
+    # A run that recorded nothing yet (e.g. its reward crashed in iteration 1) may change anything.
+    root = _fake_run(tmp_path, iterations=0, checkpoint=None)
+    assert not rundir.has_results(root)
+
+
+# --------------------------------------------------------------------------- 4. --model and --heldout
+
+
+def test_a_bad_model_path_fails_before_the_run_directory_exists(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = _cli("--reward", "length", "--model", str(tmp_path / "no-such-model"))
+    assert result.exit_code == 1 and "no such folder" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "runs").exists()
+
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "latest").symlink_to("old-run")
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    result = _cli("--reward", "length", "--model", str(empty))
+    assert result.exit_code == 1 and "no config.json" in result.output
+    assert os.listdir(tmp_path / "runs") == ["latest"]
+    assert os.readlink(tmp_path / "runs" / "latest") == "old-run"
+
+
+def test_a_hub_id_must_be_cached_or_reachable(monkeypatch):
+    import huggingface_hub
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("Failed to resolve 'huggingface.co'")
+
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+    monkeypatch.setattr(huggingface_hub, "model_info", unreachable)
+    from raftkit.models import ModelError
+
+    with pytest.raises(ModelError, match=r"--model someone/modle: .*not in the Hugging Face cache.*resolve"):
+        loop.check_model("someone/modle")
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: "/cache/config.json")
+    loop.check_model("someone/model")  # cached: fine without a hub
+    loop.check_model("default")
+
+
+def test_heldout_is_scaled_down_with_a_note_when_it_leaves_too_little(tmp_path):
+    from raftkit.datasets import PromptSet, load_prompts
+
+    small = PromptSet.from_records([{"prompt": f"q{i}"} for i in range(45)], source="small.jsonl")
+    console = Console(record=True, width=250)
+    cfg = AlignConfig(heldout=40, prompts_per_iteration=8)
+    assert loop.heldout_size(small, cfg, console) == 11
+    assert "--heldout 40 would leave 5 of the 45 prompts in small.jsonl to train on; holding out 11" in \
+        console.export_text()
+    assert loop.heldout_size(small, AlignConfig(heldout=60, prompts_per_iteration=8), console) == 11
+    assert loop.heldout_size(small, AlignConfig(heldout=10, prompts_per_iteration=8), console) == 10
+    bundled = load_prompts()
+    assert loop.heldout_size(bundled, AlignConfig(heldout=100), console) == 100  # split keeps the 40 marked
+    assert "marks 40 rows as held out; evaluating on those 40" in console.export_text()
+
+
+# --------------------------------------------------------------------------- 8. other algorithms' options
+
+
+def test_an_option_of_another_algorithm_is_an_error(tmp_path):
+    nowhere = str(tmp_path / "nope")  # should the check be missed, the run fails on the model, not trains
+    result = _cli("--reward", "length", "--beta", "0.1", "--model", nowhere)
+    owners = re.search(r"--beta is a ([\w/]+) setting; raft does not use it", result.output).group(1)
+    assert result.exit_code == 1 and "grpo" in owners.split("/")  # every registered algorithm with a beta
+    config = tmp_path / "c.yaml"
+    config.write_text(f"beta: 0.1\nrewards: [length]\nmodel: {nowhere}\n")
+    result = _cli("--config", str(config))
+    assert result.exit_code == 1
+    assert f"--config {config}: 'beta' is a {owners} setting; raft does not use it" in result.output
+    result = _cli("--algo", "grpo", "--reward", "length", "--beta", "0.1", "--model", nowhere)
+    assert result.exit_code == 1 and "beta" not in result.output and "no such folder" in result.output
+
+
+# --------------------------------------------------------------------------- 11/12. a kill inside a swap
+
+
+def test_a_half_done_swap_is_finished_on_resume(tmp_path):
+    root = _fake_run(tmp_path, iterations=3, checkpoint=None)
+    _fake_checkpoint(root / "checkpoint.old", 2)
+    _fake_checkpoint(root / "checkpoint.tmp", 3)
+    config = _config(_fake_model(tmp_path))
+    loop.prepare_resume(root, config, restart=False, console=Console(quiet=True))  # no refusal
+    marker = json.loads((root / "checkpoint" / "state.json").read_text())
+    assert marker["iteration"] == 3
+    assert not (root / "checkpoint.tmp").exists() and not (root / "checkpoint.old").exists()
+
+
+def test_a_swap_whose_new_checkpoint_lacks_its_marker_restores_the_old_one(tmp_path):
+    root = tmp_path / "r"
+    _fake_checkpoint(root / "checkpoint.old", 2)
+    _fake_checkpoint(root / "checkpoint.tmp", None)
+    assert rundir.repair_swaps(root)
+    assert json.loads((root / "checkpoint" / "state.json").read_text())["iteration"] == 2
+    # and with checkpoint/ still in place next to a complete newer checkpoint.tmp, the newer one wins
+    shutil.rmtree(root / "checkpoint.tmp")  # (the next save_checkpoint clears a half-written one)
+    _fake_checkpoint(root / "checkpoint.tmp", 3)
+    rundir.repair_swaps(root)
+    assert json.loads((root / "checkpoint" / "state.json").read_text())["iteration"] == 3
+    assert rundir.repair_swaps(root) == []  # nothing left to do
+
+
+def test_a_missing_metrics_line_is_rebuilt_from_its_metrics_json(tmp_path):
+    root = _fake_run(tmp_path, iterations=3, checkpoint=3)
+    lines = (root / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (root / "metrics.jsonl").write_text("".join(lines[:2]))  # killed after the checkpoint, before the line
+    rundir.check_checkpoint(root, save_every=1, planned=4)
+    RunWriter.resume(root, 3)
+    assert [r["iteration"] for r in rundir.read_jsonl(root / "metrics.jsonl")] == [1, 2, 3]
+
+
+def test_a_killed_model_swap_is_reported_read_only_and_restored_on_resume(tmp_path):
+    root = _fake_run(tmp_path, iterations=3, checkpoint=None)
+    _fake_checkpoint(root / "checkpoint.tmp", 3)  # 12. killed in the last iteration's swap
+    (root / "model.old").mkdir()
+    (root / "model.old" / "config.json").write_text("{}")
+    (root / "model.tmp").mkdir()  # half-written: the resumed run saves the model again
+    info = json.loads((root / "run.json").read_text())
+    (root / "run.json").write_text(json.dumps({**info, "status": "finished"}))
+    before = _snapshot(root)
+    summary = runview.load_summary(root)
+    assert _snapshot(root) == before  # inspect stays read-only
+    assert any(m.startswith("checkpoint/ (a kill interrupted") for m in summary.missing)
+    assert any(m.startswith("model/ (a kill interrupted") for m in summary.missing)
+    notes = rundir.repair_swaps(root)
+    assert len(notes) == 2 and (root / "model" / "config.json").is_file()
+    assert rundir.latest_checkpoint(root)[0] == root / "checkpoint"
+
+
+def test_save_checkpoint_never_deletes_the_only_copy(tiny_policy, tmp_path, monkeypatch):
+    algo = RAFT(tiny_policy, RaftConfig(), lr=1e-3, total_steps=3, k=2, sampling=None)
+    loop.save_checkpoint(tmp_path, tiny_policy, algo, 3)
+    os.replace(tmp_path / "checkpoint", tmp_path / "checkpoint.tmp")  # killed inside the swap
+    _full_disk(monkeypatch)
+    with pytest.raises(rundir.DiskFullError, match="while writing the checkpoint"):
+        loop.save_checkpoint(tmp_path, tiny_policy, algo, 4)
+    path, marker = rundir.latest_checkpoint(tmp_path)
+    assert marker["iteration"] == 3 and path == tmp_path / "checkpoint"
+    assert not (tmp_path / "checkpoint.tmp").exists()  # the half-written new one is cleaned up
+
+
+# --------------------------------------------------------------------------- 13. a full disk
+
+
+def _full_disk(monkeypatch):
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(loop.torch, "save", no_space)
+
+
+@pytest.fixture(scope="module")
+def tiny_policy(tiny_model_path):
+    from raftkit.policy import Policy
+
+    return Policy(tiny_model_path, bf16=False)
+
+
+def test_a_full_disk_still_marks_the_run_crashed(tmp_path, monkeypatch):
+    root = _fake_run(tmp_path)
+    writer = RunWriter(root, json.loads((root / "run.json").read_text()))
+
+    def no_space(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(rundir, "atomic_write_text", no_space)
+    writer.finish("crashed", "no space left on device while writing the checkpoint of iteration 4")
+    info = json.loads((root / "run.json").read_text())  # rewritten in place
+    assert info["status"] == "crashed" and "no space" in info["error"]
+
+
+def test_atomic_write_leaves_no_temporary_file_on_a_full_disk(tmp_path, monkeypatch):
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(rundir.os, "fsync", no_space)
+    with pytest.raises(OSError):
+        rundir.write_jsonl(tmp_path / "crash.jsonl", [{"a": 1}])
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- 15. inspect on killed runs
+
+
+def test_a_zombie_process_counts_as_killed_and_the_iteration_is_capped():
+    child = subprocess.Popen(["true"])
+    try:
+        for _ in range(200):  # exited but not reaped yet
+            with open(f"/proc/{child.pid}/status") as f:
+                if "State:\tZ" in f.read():
+                    break
+            time.sleep(0.01)
+        info = {"status": "running", "pid": child.pid, "host": __import__("socket").gethostname(),
+                "last_iteration": 6, "iterations_planned": 6}
+        metrics = [{"iteration": i} for i in range(1, 7)]
+        status, line = runview._status(info, metrics, [], time.time(), time.time())
+    finally:
+        child.wait()
+    assert status == "killed"
+    assert "killed after iteration 6" in line and "iteration 7" not in line
+    info.update(status="crashed", error="after iteration 6 (saving the model, evaluating): OSError: x")
+    _, line = runview._status(info, metrics, [], time.time(), time.time())
+    assert line.startswith("crashed after iteration 6 (saving the model, evaluating): OSError: x (6 iter")
+
+
+# --------------------------------------------------------------------------- the loop itself (slow)
+
+
+def _tiny_run(model: str, run: Path, **overrides):
+    cfg = AlignConfig(model=model, sampler="hf", rewards=["length"], k=2, prompts_per_iteration=2,
+                      max_new_tokens=4, heldout=0, lr=1e-3, **{"iterations": 1, **overrides})
+    return cfg, RaftConfig(micro_batch_size=2, epochs_per_iteration=1, keep_answers=False)
+
+
+@pytest.mark.slow
+def test_a_full_disk_during_the_checkpoint_is_one_clear_line(tiny_model_path, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    cfg, algo = _tiny_run(tiny_model_path, run)
+    real_write = rundir.atomic_write_text
+    full = []
+
+    def no_space(*args, **kwargs):
+        full.append(True)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def write(path, text):  # once the disk is full, nothing new can be written
+        if full:
+            no_space()
+        real_write(path, text)
+
+    monkeypatch.setattr(loop.torch, "save", no_space)
+    monkeypatch.setattr(rundir, "atomic_write_text", write)
+    with pytest.raises(loop.RunError) as caught:
+        loop.run(cfg, algo, run, console=Console(quiet=True))
+    assert str(caught.value) == ("no space left on device while writing the checkpoint of iteration 1; free "
+                                 f"space and resume with: raftkit align --resume {run}")
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "crashed" and info["error"] == str(caught.value)
+    assert not (run / "checkpoint.tmp").exists()
+    assert not [p for p in run.rglob("*") if ".tmp" in p.name]
+
+
+@pytest.mark.slow
+def test_a_run_killed_in_its_last_swap_resumes_to_a_complete_run(tiny_model_path, tmp_path):
+    run = tmp_path / "run"
+    cfg, algo = _tiny_run(tiny_model_path, run)
+    loop.run(cfg, algo, run, console=Console(quiet=True))
+    # killed in the last checkpoint swap, then "resumed" by a version that never put it back
+    os.replace(run / "checkpoint", run / "checkpoint.tmp")
+    os.replace(run / "model", run / "model.old")
+    loop.run(cfg, algo, run, resume=True, console=Console(quiet=True))
+    assert json.loads((run / "checkpoint" / "state.json").read_text())["iteration"] == 1
+    assert (run / "model" / "config.json").is_file() and not (run / "model.old").exists()
+    assert json.loads((run / "run.json").read_text())["status"] == "finished"
+    assert [r["iteration"] for r in rundir.read_jsonl(run / "metrics.jsonl")] == [1]
