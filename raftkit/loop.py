@@ -609,6 +609,7 @@ def _header(
         f"{n_train} training prompts, {len(heldout) if heldout is not None else 0} held out"
         + (
             f"\n  exploration: {share} of {cfg.k} samples per prompt with the hint {hint!r}"
+            + (f" ({why})" if (why := getattr(algorithm, "explore_note", "")) else "")
             if hint and share
             else ""
         )

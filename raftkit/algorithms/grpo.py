@@ -89,31 +89,31 @@ def scatter(values: Tensor, groups: list[list[int]], n: int) -> Tensor:
 
 
 def starved_share(rollouts: list[Rollout], scores: Scores) -> float:
-    """Share of prompts whose own (unhinted) samples are flat on some reward while its hinted samples are
-    not: where the policy alone gives GRPO no signal that exploration does. 1.0 with no own samples.
+    """How much the policy still needs the hint: over the rewards on which the batch's hinted samples
+    differ (the signal the hint brings), the largest share of prompts whose own, unhinted samples are all
+    equal on that reward. 1.0 when there are no own samples; 0.0 when the hinted samples show no signal.
 
     >>> from raftkit.rewards import Scores
-    >>> rs = [Rollout(0, "p", "", [], []) for _ in range(2)] + [Rollout(0, "p", "", [], [], hinted=True)]
-    >>> starved_share(rs, Scores({"emoji": [0.0, 0.0, 2.0]}, {"emoji": 1.0}, {}, [0, 0, 2], [False] * 3))
+    >>> rs = [Rollout(0, "p", "", [], []) for _ in range(2)] + [Rollout(0, "p", "", [], [], hinted=True)] * 2
+    >>> emoji = [0.0, 0.0, 1.0, 2.0]  # flat on its own, varied with the hint
+    >>> starved_share(rs, Scores({"emoji": emoji}, {"emoji": 1.0}, {}, emoji, [False] * 4))
     1.0
     """
-    by_prompt: dict[int, list[int]] = defaultdict(list)
-    for i, r in enumerate(rollouts):
-        if not scores.dropped[i]:
-            by_prompt[r.prompt_index].append(i)
-    if not any(not rollouts[i].hinted for idx in by_prompt.values() for i in idx):
+    kept = [i for i in range(len(rollouts)) if not scores.dropped[i]]
+    hinted = [i for i in kept if rollouts[i].hinted]
+    own: dict[int, list[int]] = defaultdict(list)
+    for i in kept:
+        if not rollouts[i].hinted:
+            own[rollouts[i].prompt_index].append(i)
+    if not own:
         return 1.0
-    starved = 0
-    for idx in by_prompt.values():
-        own = [i for i in idx if not rollouts[i].hinted]
-        hinted = [i for i in idx if rollouts[i].hinted]
-        for values in scores.rewards.values():
-            mine = {values[i] for i in own if values[i] is not None}
-            theirs = {values[i] for i in hinted if values[i] is not None}
-            if len(mine) <= 1 and len(mine | theirs) > 1:
-                starved += 1
-                break
-    return starved / max(len(by_prompt), 1)
+    shares = [0.0]
+    for values in scores.rewards.values():
+        if len({values[i] for i in hinted if values[i] is not None}) < 2:
+            continue  # the hint brings no signal on this reward
+        flat = [len({values[i] for i in idx if values[i] is not None}) <= 1 for idx in own.values()]
+        shares.append(sum(flat) / len(flat))
+    return max(shares)
 
 
 class GRPO(PolicyGradient):
@@ -130,6 +130,10 @@ class GRPO(PolicyGradient):
                              f"got k={k}")
         super().__init__(policy, config, k=k, **kwargs)
         self.max_hinted = self.n_hinted  # the adaptive share starts here and never exceeds it
+        if self.n_hinted and config.explore_adaptive:
+            self.explore_note = ("at first: the policy alone rarely earns these rewards, so its groups carry "
+                                 "no signal; it fades as the policy's own samples differ; --explore-hint '' "
+                                 "turns it off")
 
     def targets(self, batch: Batch, rollouts: list[Rollout], scores: Scores) -> Targets:
         rewards, groups = reward_groups(rollouts, scores)

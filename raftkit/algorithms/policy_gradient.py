@@ -402,7 +402,7 @@ class PolicyGradient:
             n = float(on.sum())
             sums["mismatch/tokens"] += n
             for key, value in c.stats(mb.mask).items():
-                if key.endswith(("_max", "_min")):  # extremes over the micro-batches, kept apart from the sums
+                if key.endswith(("_max", "_min")):  # extremes over the micro-batches, not sums
                     pick = max if key.endswith("_max") else min
                     self._extremes[key] = pick(self._extremes.get(key, value), value)
                 else:  # token-weighted, so the iteration's figure is over all its tokens
