@@ -189,3 +189,18 @@ def test_align_reports_config_errors_without_a_traceback(tmp_path):
     assert result.exit_code == 1 and "explore-share must be between 0 and 1" in result.output
     result = CliRunner().invoke(main, ["align", "--no-filters", "--filter", "stray_hash"])
     assert result.exit_code == 2 and "contradict" in result.output
+
+
+def test_configuration_docs_list_every_option_of_every_algorithm():
+    """docs/configuration.md is printed by scripts/config_tables.py; a new field must reach it."""
+    from pathlib import Path
+
+    from raftkit import algorithms
+    from raftkit.config import AlignConfig, fields_of
+
+    text = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text(encoding="utf-8")
+    found, _ = algorithms.load_algorithms()
+    for cls in (AlignConfig, *(info.config for info in found.values())):
+        for spec in fields_of(cls).values():
+            assert f"`--{spec.option.replace('_', '-')}`" in text, f"{cls.__name__}.{spec.name} undocumented"
+        assert cls is AlignConfig or f"({cls.__name__}," in text
