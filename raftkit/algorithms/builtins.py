@@ -8,9 +8,10 @@ def register_algorithms(register):
     # Imported here, not at module level: loading the plugin registry (e.g. for `raftkit rewards`) must
     # not import torch.
     from raftkit.algorithms.grpo import GRPO
+    from raftkit.algorithms.online_dpo import OnlineDPO
     from raftkit.algorithms.raft import RAFT
     from raftkit.algorithms.raftpp import RAFTpp
     from raftkit.algorithms.reinforce_rej import ReinforceRej
 
-    for cls in (RAFT, RAFTpp, ReinforceRej, GRPO):
+    for cls in (RAFT, RAFTpp, ReinforceRej, GRPO, OnlineDPO):
         register(cls)
