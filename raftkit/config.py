@@ -61,7 +61,8 @@ class AlignConfig:
     prompt_column: str = "prompt"
     """Dataset column holding the prompt (text or chat messages)."""
     rewards: list[str | dict] = field(default_factory=list, metadata={"option": "reward"})
-    """Reward as NAME[:key=value,...][*WEIGHT]; repeat for several (see `raftkit rewards`)."""
+    """Reward as NAME[:key=value,...][*WEIGHT], or a plain function as FILE.py:FN or package.module:FN;
+    repeat for several (see `raftkit rewards`)."""
     filters: list[str | dict] = field(
         default_factory=lambda: list(DEFAULT_FILTERS), metadata={"option": "filter"}
     )
@@ -109,6 +110,9 @@ class AlignConfig:
     """Dataset column of accepted answers, for the evaluation's answer accuracy (answer_match)."""
     reward_timeout: float = 60.0
     """Seconds a reward may take on one batch before the run stops with an error."""
+    report_to: list[str] = field(default_factory=list)
+    """Experiment trackers to mirror metrics, samples and the evaluation to: tensorboard, wandb, mlflow,
+    trackio (a comma list or repeated; none for none). Each needs its extra: pip install 'raftkit[wandb]'."""
 
     def __post_init__(self) -> None:
         from raftkit import algorithms

@@ -293,13 +293,18 @@ class Registry:
         self.failures[plugin] = f"{self.failures[plugin]}; {error}" if plugin in self.failures else error
 
     def get(self, name: str) -> RewardInfo:
-        """Look a name up (``NAME`` or ``PLUGIN:NAME``); an unknown one lists what is available."""
+        """Look a name up (``NAME``, ``PLUGIN:NAME``, or a function reference ``FILE.py:FN`` /
+        ``package.module:FN``, see raftkit.reward_refs); an unknown one lists what is available."""
+        from raftkit import reward_refs  # it imports this module
+
         if name in self.rewards:
             return self.rewards[name]
+        if reward_refs.is_reference(name):
+            return reward_refs.resolve(name)
         if ":" in name:
             return self._qualified(*name.rsplit(":", 1))
         close = difflib.get_close_matches(name, self.rewards, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
+        hint = f" Did you mean '{close[0]}'?" if close else reward_refs.missing_function_hint(name)
         raise RegistryError(f"unknown reward or filter '{name}'.{hint} {self._available()}")
 
     def _qualified(self, plugin: str, name: str) -> RewardInfo:
@@ -318,6 +323,9 @@ class Registry:
         hint = ""
         if plugin in self.rewards:  # `length:target`: a parameter without its value, not a plugin
             hint = f" Parameters are given as key=value: '{plugin}:{name}=VALUE'."
+        else:  # `rewards:fn` for a top-level module: only dotted prefixes and files are function references
+            hint = (f" (A function in a file or module is written FILE.py:{name} or package.module:{name}; "
+                    f"'{plugin}' reads as a plugin.)")
         raise RegistryError(f"unknown reward or filter '{plugin}:{name}'.{hint} {self._available()}")
 
     def _available(self) -> str:

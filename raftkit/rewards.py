@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from raftkit import reward_refs
 from raftkit.registry import Registry, RegistryError, RewardInfo, load_registry
 from raftkit.rollouts import Batch, Rollout
 
@@ -290,7 +291,8 @@ class RewardStack:
         registry = registry or load_registry()
         specs = [RewardSpec.coerce(r) for r in rewards] + [RewardSpec.coerce(f) for f in filters]
         n_rewards = len(rewards)
-        names = [s.name for s in specs]
+        # A function reference (`dir/file.py:fn`) is logged under its function's name.
+        names = [reward_refs.label(s.name) for s in specs]
         entries = []
         for i, spec in enumerate(specs):
             info = registry.get(spec.name)
@@ -304,7 +306,8 @@ class RewardStack:
                 action, penalty = _filter_settings(spec, raw)
             params = info.parse_params(raw)
             # The same reward twice (different parameters) is logged under NAME:k=v to keep keys apart.
-            label = spec.name if names.count(spec.name) == 1 else str(RewardSpec(spec.name, spec.params))
+            short = names[i]
+            label = short if names.count(short) == 1 else str(RewardSpec(spec.name, spec.params))
             entries.append(ConfiguredReward(label, info, bind(info, params, label), params, spec.weight,
                                             action, penalty))
         return cls(entries, timeout=timeout)

@@ -404,7 +404,9 @@ def preflight(stack: RewardStack, dataset: str, prompt_column: str, limit: int, 
 
 @click.command("score")
 @click.option("--reward", "-r", "rewards", multiple=True, metavar="SPEC",
-              help="A reward: [PLUGIN:]NAME[:key=value,...][*WEIGHT]. Repeat for several (weighted sum).")
+              help="A reward: [PLUGIN:]NAME[:key=value,...][*WEIGHT], or a plain function as "
+                   "FILE.py:FN or package.module:FN (same parameters and weight). Repeat for several "
+                   "(weighted sum).")
 @click.option("--filter", "-f", "filters", multiple=True, metavar="SPEC",
               help="A degeneracy filter: NAME[:action=penalty|drop,penalty=-1.0,...]. Repeatable.")
 @click.option("--input", "-i", "input_path", metavar="FILE",

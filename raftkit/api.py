@@ -1,0 +1,277 @@
+"""The Python API: ``raftkit.align``, ``raftkit.score`` and ``raftkit.eval_model``, for TRL users.
+
+Thin over what the commands run: ``align`` builds the same configs as ``raftkit align``
+(``build_configs``, which the CLI calls too) and runs the same loop; ``score`` is ``raftkit score``'s
+stack; ``eval_model`` is ``raftkit eval``. Rewards may be functions (plain TRL reward functions, used
+unchanged), spec strings (``"length:target=30*0.5"``, ``"my_rewards.py:fn"``) or config mappings.
+
+Heavy imports (torch, the loop) happen inside the functions: ``import raftkit`` stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+RewardLike = str | dict | Callable[..., Any]
+DATASET_FILE = "dataset.jsonl"  # where a dataset given as an object is kept in the run directory
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """A run directory, read on demand (``raftkit inspect`` shows the same)."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    @property
+    def metrics(self) -> list[dict[str, Any]]:
+        """One dict per completed iteration, from metrics.jsonl."""
+        from raftkit.runs.rundir import read_jsonl
+
+        return list(read_jsonl(self.path / "metrics.jsonl"))
+
+    @property
+    def eval(self) -> dict[str, Any]:
+        """eval.json: ``before``, ``after``, ``delta`` and ``alarm`` ({} when the run did not evaluate)."""
+        try:
+            return json.loads((self.path / "eval.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """run.json: status, algorithm, versions, error."""
+        return json.loads((self.path / "run.json").read_text(encoding="utf-8"))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The resolved settings (config.yaml)."""
+        from raftkit.config import load_file
+
+        return load_file(self.path / "config.yaml")
+
+    @property
+    def model_path(self) -> Path | None:
+        """The trained model's transformers folder, or None before the run finished."""
+        model = self.path / "model"
+        return model if (model / "config.json").is_file() else None
+
+
+# --------------------------------------------------------------------------- configs
+
+
+def build_configs(values: Mapping[str, Any], source: str = "options") -> tuple[Any, Any]:
+    """(AlignConfig, the algorithm's config) from flat option values: the one place both are built, for
+    `raftkit align` and ``raftkit.align`` alike, so both validate the same way."""
+    from raftkit import algorithms
+    from raftkit.config import AlignConfig, ConfigError, build
+    from raftkit.runs import trackers
+
+    cfg = build(AlignConfig, values, source)
+    try:  # a tracker whose package is missing fails here, before the run directory or the model
+        cfg.report_to = trackers.parse(cfg.report_to)
+        trackers.check(cfg.report_to)
+    except trackers.TrackerError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    # AlignConfig has checked the algorithm's name already.
+    return cfg, build(algorithms.get(cfg.algo).config, values, source)
+
+
+def check_options(values: Mapping[str, Any], algo: str, source: str) -> None:
+    """Every key must be a setting of AlignConfig or of ``algo``'s config; a typo gets the closest name,
+    another algorithm's setting says whose it is."""
+    from raftkit import algorithms
+    from raftkit.config import AlignConfig, ConfigError, check_keys
+
+    def names(cls: type) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+    found, _ = algorithms.load_algorithms()
+    if algo not in found:
+        return  # building AlignConfig says so, listing the algorithms
+    usable = names(AlignConfig) | names(found[algo].config)
+    for key in values:
+        owners = [a for a, info in found.items() if key not in usable and key in names(info.config)]
+        if owners:
+            raise ConfigError(f"{source}: '{key}' is a {'/'.join(owners)} setting; {algo} does not use it")
+    check_keys(values, sorted(usable), source)
+
+
+def reward_specs(items: RewardLike | Iterable[RewardLike] | None) -> list[str | dict]:
+    """Spec strings or mappings for rewards given as functions, specs or both (a single one is fine)."""
+    from raftkit import reward_refs
+
+    if items is None:
+        return []
+    if isinstance(items, str | dict) or callable(items):
+        items = [items]
+    return [reward_refs.register(r) if callable(r) else r for r in items]
+
+
+# --------------------------------------------------------------------------- align
+
+
+def align(
+    rewards: RewardLike | Iterable[RewardLike] = (),
+    *,
+    algo: str = "raft",
+    model: str | os.PathLike = "default",
+    dataset: Any = "bundled",
+    output: str | os.PathLike | None = None,
+    console: Any = None,
+    **options: Any,
+) -> Run:
+    """Align ``model`` to ``rewards`` with ``algo``, as `raftkit align` does; returns the finished Run.
+
+    ``options`` are the command's settings by field name (``iterations=4``, ``k=8``,
+    ``prompts_per_iteration=16``, ``filters=[...]``, ``sampler="hf"``, ``beta=0.04`` for GRPO...; see
+    docs/configuration.md). ``dataset`` is 'bundled', a file or folder, a hub name, or a
+    ``datasets.Dataset`` / list of row dicts, which is written to RUN/dataset.jsonl. Raises
+    raftkit.config.ConfigError for bad settings, RegistryError for a bad reward, loop.RunError when
+    the run fails (the directory then stays resumable: `raftkit align --resume RUN`).
+    """
+    from raftkit import loop
+
+    values: dict[str, Any] = {**options, "algo": algo, "model": os.fspath(model),
+                              "rewards": reward_specs(rewards)}
+    if "filters" in options:
+        values["filters"] = reward_specs(options["filters"])
+    if output is not None:
+        values["output"] = os.fspath(output)
+    check_options(values, algo, "raftkit.align")
+    staged = run_dir = None
+    if isinstance(dataset, str | os.PathLike):
+        values["dataset"] = os.fspath(dataset)
+    else:
+        staged = _stage_dataset(dataset)
+        values["dataset"] = str(staged)
+    try:
+        cfg, algo_cfg = build_configs(values, "raftkit.align")
+        run_dir = Path(cfg.output) if cfg.output else loop.default_run_dir(cfg.algo)
+        loop.run(cfg, algo_cfg, run_dir, console=console)
+    finally:
+        if staged is not None:
+            _adopt_dataset(staged, run_dir)
+    return Run(run_dir)
+
+
+def _stage_dataset(dataset: Any) -> Path:
+    """Write a ``datasets.Dataset`` (or row dicts) to a JSONL file that ``load_prompts`` reads.
+
+    A new run directory must be empty until the run creates it, so the file waits in a temporary folder
+    and moves into the run directory afterwards (``_adopt_dataset``).
+    """
+    if hasattr(dataset, "to_list"):  # datasets.Dataset (and pandas-like objects with records)
+        rows = dataset.to_list()
+    elif isinstance(dataset, Sequence) and all(isinstance(r, Mapping) for r in dataset):
+        rows = [dict(r) for r in dataset]
+    else:
+        raise TypeError(f"dataset must be a name, a path, a datasets.Dataset or a list of dicts, "
+                        f"got {type(dataset).__name__}")
+    path = Path(tempfile.mkdtemp(prefix="raftkit-dataset-")) / DATASET_FILE
+    # default=str: a value JSON cannot hold (a date) arrives as text rather than failing the run
+    path.write_text("".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows),
+                    encoding="utf-8")
+    return path
+
+
+def _adopt_dataset(staged: Path, run_dir: Path | None) -> None:
+    """Move a staged dataset into the run directory and point its config.yaml there, so the run can be
+    resumed and repeated without the temporary file; without a run directory, just delete it."""
+    import yaml
+
+    from raftkit.runs import rundir
+
+    try:
+        config = (run_dir / "config.yaml") if run_dir is not None else None
+        if config is not None and config.is_file():
+            target = run_dir / DATASET_FILE
+            shutil.move(str(staged), target)
+            values = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+            values["dataset"] = str(target.resolve())
+            rundir.atomic_write_text(config, yaml.safe_dump(values, sort_keys=False, allow_unicode=True))
+    finally:
+        shutil.rmtree(staged.parent, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- score and eval
+
+
+def score(
+    prompts: Sequence[Any] | None,
+    completions: Sequence[Any],
+    rewards: RewardLike | Iterable[RewardLike] = (),
+    filters: RewardLike | Iterable[RewardLike] = (),
+    *,
+    columns: Mapping[str, Sequence[Any]] | None = None,
+    timeout: float | None = None,
+) -> list[dict[str, Any]]:
+    """Score completions as `raftkit score --json` does: one dict per completion with ``prompt``,
+    ``completion``, each reward's raw value, each filter's hits, ``total`` and ``dropped``.
+
+    ``prompts`` may be None (completions only). ``columns`` are dataset columns, one value per
+    completion, passed to the rewards as keyword arguments. A string completion of a chat prompt is
+    handed to the rewards as an assistant message, as TRL does.
+    """
+    from raftkit.cli.score import _row_json
+    from raftkit.rewards import DEFAULT_TIMEOUT, RewardStack
+
+    if isinstance(completions, str) or (prompts is not None and isinstance(prompts, str)):
+        raise TypeError("prompts and completions are lists (one entry per completion), not strings")
+    completions = list(completions)
+    prompts = [""] * len(completions) if prompts is None else list(prompts)
+    if len(prompts) != len(completions):
+        raise ValueError(f"{len(prompts)} prompts for {len(completions)} completions; give one prompt per "
+                         "completion")
+    stack = RewardStack.build(reward_specs(rewards), reward_specs(filters),
+                              timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
+    given = [[{"role": "assistant", "content": c}] if isinstance(p, list) and isinstance(c, str) else c
+             for p, c in zip(prompts, completions, strict=True)]
+    scores = stack.score(prompts, given, {k: list(v) for k, v in (columns or {}).items()})
+    return [_row_json(scores, i, prompts[i], completions[i]) for i in range(len(completions))]
+
+
+def evaluate(
+    target: str | os.PathLike = "default",
+    *,
+    base: str | os.PathLike | None = None,
+    dataset: str | os.PathLike | None = None,
+    rewards: RewardLike | Iterable[RewardLike] | None = None,
+    filters: RewardLike | Iterable[RewardLike] | None = None,
+    sampler: str = "auto",
+    **settings: Any,
+) -> dict[str, Any]:
+    """Evaluate a model folder, a run (a path or a ``Run``) or 'default', as `raftkit eval --json` does.
+
+    ``settings`` are ``raftkit.evalrun.EvalSettings`` fields (``limit``, ``samples``, ``temperature``,
+    ``max_new_tokens``, ``seed``, ``prompt_column``, ``answer_column``). Returns the results dict:
+    ``model_eval``, ``base_eval``, ``delta``, ``alarm``...
+    """
+    from raftkit import evalrun
+
+    settings = {**settings, "sampler": sampler}
+    if base is not None:
+        settings["base"] = os.fspath(base)
+    if dataset is not None:
+        settings["dataset"] = os.fspath(dataset)
+    if rewards is not None:
+        settings["rewards"] = reward_specs(rewards)
+    if filters is not None:
+        settings["filters"] = reward_specs(filters)
+    known = {f.name for f in dataclasses.fields(evalrun.EvalSettings)}
+    if unknown := sorted(set(settings) - known):
+        raise TypeError(f"raftkit.eval_model: unknown setting(s) {', '.join(unknown)} "
+                        f"(settings: {', '.join(sorted(known))})")
+    return evalrun.run_eval(os.fspath(target), evalrun.EvalSettings(**settings))

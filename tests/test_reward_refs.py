@@ -1,0 +1,142 @@
+"""Plain functions as rewards: `--reward FILE.py:fn[:k=v][*w]` and `--reward package.module:fn`."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+from click.testing import CliRunner
+from conftest import inline_plugin
+
+from raftkit import reward_refs
+from raftkit.cli import main
+from raftkit.registry import RegistryError, reward
+from raftkit.rewards import RewardSpec, RewardStack
+
+REWARDS = '''
+def closeness(completions, *, target: int = 5, **kwargs):
+    """1.0 at the target length."""
+    return [1.0 / (1 + abs(len(c) - target)) for c in completions]
+
+VALUE = 3
+'''
+
+# Straight from TRL's GRPOTrainer documentation, unchanged.
+TRL_FILE = '''
+import re
+
+def reward_len(completions, **kwargs):
+    return [-abs(20 - len(completion)) for completion in completions]
+
+def format_reward_func(completions, **kwargs):
+    """Reward function that checks if the completion has a specific format."""
+    pattern = r"^<think>.*?</think><answer>.*?</answer>$"
+    matches = [re.match(pattern, content) for content in completions]
+    return [1.0 if match else 0.0 for match in matches]
+'''
+
+
+def _score(*args: str, rows: list[dict]) -> list[dict]:
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    result = CliRunner().invoke(main, ["score", *args, "--input", "-", "--json"], input=text)
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.output.splitlines()]
+
+
+def test_a_reward_file_through_raftkit_score(tmp_path):
+    path = tmp_path / "my_rewards.py"
+    path.write_text(REWARDS)
+    rows = _score("-r", f"{path}:closeness:target=2*3", "--filter", "stray_hash",
+                  rows=[{"prompt": "p", "completion": "ab"}, {"prompt": "p", "completion": "abcd"}])
+    assert [r["closeness"] for r in rows] == [1.0, pytest.approx(1 / 3)]  # logged by the function's name
+    assert rows[0]["total"] == 3.0
+
+
+def test_a_trl_reward_file_is_used_unchanged(tmp_path):
+    path = tmp_path / "trl_rewards.py"
+    path.write_text(TRL_FILE)
+    rows = _score("-r", f"{path}:reward_len", "-r", f"{path}:format_reward_func",
+                  rows=[{"prompt": "p", "completion": "<think>x</think><answer>4</answer>"}])
+    assert rows[0]["reward_len"] == -abs(20 - 34)
+    assert rows[0]["format_reward_func"] == 1.0
+
+
+def test_a_relative_path_and_a_dotted_module(tmp_path, monkeypatch):
+    pkg = tmp_path / "proj_rewards_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "rules.py").write_text(REWARDS)
+    (tmp_path / "local.py").write_text(REWARDS)
+    monkeypatch.chdir(tmp_path)
+    stack = RewardStack.build(["proj_rewards_pkg.rules:closeness:target=1", "./local.py:closeness"], [])
+    # The same function name twice: labels fall back to the whole spec to keep the keys apart.
+    assert [e.label for e in stack.entries] == ["proj_rewards_pkg.rules:closeness:target=1",
+                                                 "./local.py:closeness"]
+    assert stack.score(["p"], ["a"]).total == [1.0 + 1 / 5]
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("{d}/missing.py:fn", "{d}/missing.py: no such file"),
+    ("{d}/r.py:nope", "--reward {d}/r.py:nope: {d}/r.py has no function 'nope' (functions there: closeness)"),
+    ("{d}/r.py:VALUE", "'VALUE' in {d}/r.py is not a function (int)"),
+    ("{d}/broken.py:fn", "--reward {d}/broken.py:fn: importing {d}/broken.py failed: ZeroDivisionError"),
+    ("raftkit_no_such_module.sub:fn", "--reward raftkit_no_such_module.sub:fn: no module named"),
+    ("{d}/r.py:closeness:target=far", "reward '{d}/r.py:closeness': parameter 'target' expects int"),
+    ("{d}/r.py:closeness:size=3", "reward '{d}/r.py:closeness' has no parameter 'size' (parameters: target)"),
+    ("{d}/r.py", "name it: '{d}/r.py:FUNCTION'"),
+])
+def test_errors_name_the_file_and_the_function(tmp_path, spec, message):
+    (tmp_path / "r.py").write_text(REWARDS)
+    (tmp_path / "broken.py").write_text("x = 1 / 0\n")
+    with pytest.raises(RegistryError) as info:
+        RewardStack.build([spec.format(d=tmp_path)], [])
+    assert message.format(d=tmp_path) in str(info.value)
+
+
+def test_the_reference_rule_and_qualified_plugin_names():
+    assert reward_refs.is_reference("rewards.py:fn")
+    assert reward_refs.is_reference("dir/rewards:fn")
+    assert reward_refs.is_reference("my_pkg.rewards:fn")
+    assert not reward_refs.is_reference("raftkit-shout:shout")  # a plugin label
+    assert not reward_refs.is_reference("emoji")
+    spec = RewardSpec.parse("a/b.py:fn:k=1,j=x:y*2")
+    assert (spec.name, spec.params, spec.weight) == ("a/b.py:fn", {"k": "1", "j": "x:y"}, 2.0)
+
+    @reward(name="refs_probe")
+    def probe(completions, **kwargs):
+        return [1.0] * len(completions)
+
+    with inline_plugin(probe, name="refs-probe-plugin"):
+        stack = RewardStack.build(["refs-probe-plugin:refs_probe"], [])
+    assert stack.entries[0].info.fn is probe
+
+
+def test_a_function_object_resolves_to_itself_without_rerunning_its_file():
+    def local_reward(completions, **kwargs):
+        return [0.5] * len(completions)
+
+    ref = reward_refs.register(local_reward)
+    assert ref.endswith("test_reward_refs.py:local_reward")
+    stack = RewardStack.build([ref], [])
+    assert stack.entries[0].info.fn is local_reward and stack.entries[0].label == "local_reward"
+    with pytest.raises(RegistryError, match="give it a name"):
+        reward_refs.register(lambda completions, **kw: [0.0])
+
+
+def test_a_file_shared_by_two_specs_runs_once(tmp_path):
+    path = tmp_path / "counted.py"
+    path.write_text(textwrap.dedent('''
+        import builtins
+        builtins.raftkit_refs_loads = getattr(builtins, "raftkit_refs_loads", 0) + 1
+        def a(completions, **kwargs):
+            return [1.0] * len(completions)
+        def b(completions, **kwargs):
+            return [2.0] * len(completions)
+    '''))
+    import builtins
+
+    RewardStack.build([f"{path}:a", f"{path}:b"], [])
+    RewardStack.build([f"{path}:a"], [])
+    assert builtins.raftkit_refs_loads == 1
+    del builtins.raftkit_refs_loads

@@ -1,0 +1,150 @@
+"""`--report-to`: metrics, samples and the evaluation mirrored to TensorBoard, W&B, MLflow, trackio."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from raftkit.api import build_configs
+from raftkit.cli import main
+from raftkit.config import ConfigError
+from raftkit.runs import trackers
+from raftkit.runs.trackers import Trackers
+
+METRICS = {"iteration": 1, "reward/length/mean": 0.25, "reward/length:target=10/mean": 0.5,
+           "total/mean": None, "selected": True, "note": "text"}
+RECORDS = [{"prompt": [{"role": "user", "content": "Hi?"}], "completion": "Hello | there\nfriend",
+            "total": 0.5, "selected": True, "rewards": {"length": 0.25}}]
+EVALS = {"before": {"accuracy": 0.2, "rewards": {"length": {"mean": 0.1}}},
+         "after": {"accuracy": 0.1, "rewards": {"length": {"mean": 0.3}}},
+         "delta": {"accuracy": -0.1}, "alarm": ["accuracy fell"]}
+
+
+def _report(names, root):
+    t = Trackers(names, root, {"algo": "raft", "rewards": ["length"]})
+    t.log_metrics(1, METRICS)
+    t.log_samples(1, RECORDS)
+    t.log_metrics(2, {**METRICS, "iteration": 2, "reward/length/mean": 0.75})
+    t.log_eval(EVALS)
+    t.close()
+
+
+def test_parse_and_check_before_the_run():
+    assert trackers.parse(["tensorboard,wandb", " none", "wandb"]) == ["tensorboard", "wandb"]
+    assert trackers.parse("none") == [] and trackers.parse(None) == []
+    with pytest.raises(trackers.TrackerError, match="Did you mean 'tensorboard'"):
+        trackers.parse(["tensorbord"])
+    cfg, _ = build_configs({"report_to": ["tensorboard,none"]})
+    assert cfg.report_to == ["tensorboard"]
+
+
+def test_a_missing_package_names_the_extra(monkeypatch, tmp_path):
+    real = trackers.importlib.util.find_spec
+    monkeypatch.setattr(trackers.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "mlflow" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"--report-to mlflow: the mlflow package is not installed; "
+                                          r"pip install 'raftkit\[mlflow\]'"):
+        build_configs({"report_to": ["mlflow"]})
+    result = CliRunner().invoke(main, ["align", "--reward", "length", "--report-to", "mlflow",
+                                       "--output", str(tmp_path / "run")])
+    assert result.exit_code != 0 and "raftkit[mlflow]" in result.output
+    assert not (tmp_path / "run").exists()  # refused before the run directory
+
+
+def test_no_trackers_is_a_no_op(tmp_path):
+    _report([], tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failing_tracker_is_switched_off_not_fatal(tmp_path, capsys):
+    class Broken(trackers._Tracker):
+        name = "broken"
+
+        def metrics(self, step, values):
+            raise OSError("disk gone")
+
+    t = Trackers([], tmp_path)
+    t.active = [Broken()]
+    t.log_metrics(1, METRICS)
+    t.log_metrics(2, METRICS)
+    assert t.active == [] and capsys.readouterr().err.count("broken: logging metrics failed") == 1
+
+
+def test_tensorboard_events_read_back(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _report(["tensorboard"], tmp_path)
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"tensors": 0}).Reload()
+    scalars = events.Tags()["scalars"]
+    assert "reward/length/mean" in scalars and "iteration" not in scalars and "note" not in scalars
+    assert [(e.step, e.value) for e in events.Scalars("reward/length/mean")] == [(1, 0.25), (2, 0.75)]
+    assert [e.value for e in events.Scalars("eval/after/rewards/length/mean")] == [pytest.approx(0.3)]
+    assert events.Scalars("eval/delta/accuracy")[0].step == 2  # at the last iteration
+    texts = {tag: events.Tensors(tag) for tag in events.Tags()["tensors"]}
+    samples = texts["samples/text_summary"][0].tensor_proto.string_val[0].decode()
+    assert "Hello \\| there ⏎ friend" in samples and "Hi?" in samples
+    assert "accuracy fell" in texts["eval/alarm/text_summary"][0].tensor_proto.string_val[0].decode()
+
+
+def test_wandb_offline(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    _report(["wandb"], tmp_path / "run")
+    [run] = (tmp_path / "wandb").glob("offline-run-*")
+    # wandb 0.31 has no public reader for offline runs: look for the values in its record log.
+    [log] = run.glob("run-*.wandb")
+    wanted = [b"reward/length/mean", b"accuracy fell"]
+    for _ in range(100):  # the wandb-core process may still be writing the log when finish() returns
+        data = log.read_bytes()
+        if all(w in data for w in wanted):
+            break
+        time.sleep(0.1)
+    for text in ("reward/length/mean", "reward/length:target=10/mean", "eval/after/accuracy", "accuracy fell",
+                 "rewards", "algo"):
+        assert text.encode() in data, text
+    [table] = (run / "files" / "media" / "table").glob("samples_1_*.table.json")
+    assert json.loads(table.read_text())["data"][0][:2] == ["Hi?", "Hello | there\nfriend"]
+
+
+def test_mlflow_file_store(tmp_path, monkeypatch):
+    pytest.importorskip("mlflow", reason="mlflow is not installed (pip install 'raftkit[mlflow]')")
+    from mlflow.tracking import MlflowClient
+
+    uri = (tmp_path / "mlruns").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    _report(["mlflow"], tmp_path / "run")
+    client = MlflowClient(uri)
+    [run] = client.search_runs([client.get_experiment_by_name("raftkit").experiment_id])
+    history = client.get_metric_history(run.info.run_id, "reward/length/mean")
+    assert [(m.step, m.value) for m in history] == [(1, 0.25), (2, 0.75)]
+    assert "reward/length_target_10/mean" in run.data.metrics and run.data.params["algo"] == "raft"
+
+
+def test_trackio_local(tmp_path, monkeypatch):
+    trackio = pytest.importorskip("trackio",
+                                  reason="trackio is not installed (pip install 'raftkit[trackio]')")
+    monkeypatch.setenv("TRACKIO_DIR", str(tmp_path / "trackio"))
+    monkeypatch.setenv("TRACKIO_PROJECT", "raftkit-test")
+    _report(["trackio"], tmp_path / "run")
+    assert trackio  # logged without error into the local store
+
+
+@pytest.mark.slow
+def test_align_reports_to_tensorboard(tiny_model_path, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    args = ["align", "--model", tiny_model_path, "--sampler", "hf", "--iterations", "1",
+            "--prompts-per-iteration", "2", "--k", "2", "--max-new-tokens", "4", "--heldout", "0",
+            "--micro-batch-size", "2", "--epochs-per-iteration", "1", "--no-keep-answers",
+            "--reward", "length", "--report-to", "tensorboard", "--output", str(tmp_path / "run")]
+    result = CliRunner(env={"COLUMNS": "250"}).invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard")).Reload()
+    assert [e.step for e in events.Scalars("reward/length/mean")] == [1]
