@@ -12,6 +12,7 @@ metrics.jsonl. A kill at any moment leaves either the previous checkpoint or the
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import math
@@ -38,10 +39,11 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from raftkit import evalrender, evaluate
+from raftkit import distributed, evalrender, evaluate
 from raftkit.config import AlignConfig, to_dict
 from raftkit.runs import rundir
 from raftkit.runs.metrics import iteration_metrics, rollout_records, summary_line
+from raftkit.runs.trackers import Trackers
 
 CHECKPOINT_STATE = "state.pt"
 CHECKPOINT_WEIGHTS = "policy.pt"
@@ -383,6 +385,10 @@ def run(
 
     console = console or Console()
     root = Path(run_dir)
+    # Under torchrun: join the process group (a no-op with one process); rank 0 alone prints and writes.
+    distributed.init()
+    if not distributed.is_main():
+        console = Console(quiet=True)
 
     # 1. Rewards, prompts and the model first: a typo should fail in a second, before the run directory
     # exists and before model loading.
@@ -401,23 +407,30 @@ def run(
     if len(train_set) == 0:
         raise RunError(f"no training prompts left in {prompts.source} after holding out {cfg.heldout}", root)
     check_model(cfg.model)
+    try:
+        distributed.check_divisible(cfg.prompts_per_iteration)
+    except ValueError as e:
+        raise RunError(str(e), root) from None
 
     # 2. The run directory, written only now that everything above is known to work.
     config_dict = to_dict(cfg, algo_cfg)
     writer: rundir.RunWriter | None = None
-    if resume:
+    if resume and distributed.is_main():
         prepare_resume(root, config_dict, restart, console)
-    else:
+    elif distributed.is_main():
         writer = rundir.RunWriter.create(root, config_dict, cfg.algo)
         if root.parent.name == "runs":
             link_latest(root)
+    distributed.barrier()  # the other ranks read the checkpoint only once rank 0 has prepared the directory
 
     sampler = None
     iteration = 0
     finishing = False
     previous_sigterm = _stop_on_sigterm()
     rollouts = batch = None
+    trackers: Trackers | None = None
     try:
+        trackers = Trackers(cfg.report_to if distributed.is_main() else (), root, config_dict)  # --report-to
         # 3. Seeds, the policy (fp32 master weights, bf16 autocast where the CPU has it) and the algorithm.
         random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
@@ -433,10 +446,12 @@ def run(
         if resume:
             found = rundir.latest_checkpoint(root)
             done = load_checkpoint(*found, policy, algorithm) if found is not None else None
-            writer = rundir.RunWriter.resume(
-                root, done, iterations_planned=cfg.iterations, algorithm=cfg.algo
-            )
+            if distributed.is_main():
+                writer = rundir.RunWriter.resume(
+                    root, done, iterations_planned=cfg.iterations, algorithm=cfg.algo
+                )
             start = (done or 0) + 1
+            distributed.reseed(cfg.seed, start)  # the checkpoint holds one rank's RNG state
             console.print(
                 f"restarting {root} from iteration 1"
                 if restart
@@ -445,13 +460,17 @@ def run(
 
         # 5. The sampler starts from the model folder, i.e. the base weights: evaluate the base model first.
         with console.status(f"starting the {cfg.sampler} sampler"):
-            sampler = start_sampler(cfg, policy.path)
+            distributed.broadcast_parameters(policy.model)  # replicas start identical, as DDP ensures
+            # Each rank samples its own prompts with its own seed (the plain seed with one process).
+            sampler = start_sampler(dataclasses.replace(cfg, seed=distributed.rank_seed(cfg.seed, start)),
+                                    policy.path)
         _header(console, cfg, root, reward_names, stack, algorithm, len(train_set), heldout)
         evals = _read_eval(root)
-        if heldout is not None and "before" not in evals:
+        if heldout is not None and "before" not in evals and distributed.is_main():
             with console.status(f"evaluating the base model on {len(heldout)} held-out prompts"):
                 evals["before"] = _evaluate(sampler, heldout, eval_stack, cfg)
             writer.write_json("eval.json", evals)
+        distributed.barrier()  # the other ranks wait for rank 0's evaluation
         if start > 1:
             sampler.sync(policy.weights())  # the sampler must serve the resumed policy, not the base
 
@@ -462,6 +481,7 @@ def run(
             batch = evaluate.with_answer_column(
                 train_set.batch_at(iteration - 1, cfg.prompts_per_iteration, cfg.seed), cfg.answer_column
             )
+            whole, batch = batch, distributed.shard_batch(batch)  # this rank's contiguous share
             with _progress(console) as progress:
                 # 6a. Sample k completions per prompt (how is the algorithm's business: RAFT adds hints).
                 task = progress.add_task(
@@ -486,6 +506,12 @@ def run(
             # 6d. Sync the new weights into the sampler, in place (no engine restart).
             sync_seconds = sampler.sync(policy.weights())
             t4 = time.perf_counter()
+            # Several processes: rank 0 records the whole batch, gathered in prompt order; the others go on.
+            gathered = distributed.gather_step(rollouts, scores, result, len(batch))
+            if gathered is None:
+                rollouts = None
+                continue
+            (rollouts, scores, result), batch = gathered, whole
 
             # 6e. Record: the iteration's files, then the checkpoint, then the metrics line (see module doc).
             selected_flags = (
@@ -519,11 +545,16 @@ def run(
                     keep_copy(root, iteration)
                 metrics["time/checkpoint"] = time.perf_counter() - t5
             writer.commit_iteration(iteration, metrics)
+            trackers.log_metrics(iteration, metrics)
+            trackers.log_samples(iteration, records)
             console.print(summary_line(iteration, cfg.iterations, metrics, reward_names))
             rollouts = None
 
         # 7. The final policy as a transformers folder, then the after-evaluation.
         finishing = True
+        if not distributed.is_main():
+            distributed.shutdown()  # waits at a barrier while rank 0 saves the model and evaluates
+            return root
         with console.status("saving the model"):
             save_model(root, policy)
         if heldout is not None:
@@ -532,27 +563,43 @@ def run(
             evals["delta"] = evaluate.compare(evals["before"], evals["after"])
             evals["alarm"] = evaluate.alarm(evals["before"], evals["after"])
             writer.write_json("eval.json", evals)
+            trackers.log_eval(evals)
             evalrender.render(evals["before"], evals["after"], console, evals["alarm"])
         writer.finish("finished")
         if evals.get("alarm"):
             console.print(f"[bold red]done, but the model looks wrecked[/bold red] (see above): {root}")
         else:
             console.print(f"[bold]done[/bold]: {root} (model at {root / 'model'})")
+        distributed.shutdown()
         return root
     except KeyboardInterrupt:
-        if writer is not None:
+        distributed.hold_stop_signals()
+        peer = distributed.failure()  # torchrun stops every rank when one fails: record the real cause
+        if writer is not None and peer:
+            _mark(writer, "crashed", peer)
+        elif writer is not None:
             _mark(writer, "stopped", f"interrupted during iteration {iteration}")
+        if distributed.active():
+            distributed.abort(f"stopped ({peer})" if peer else "stopped", 130)
         raise
     except Exception as e:
+        distributed.hold_stop_signals()  # several processes: finish recording before torchrun's SIGTERM
         message = crash_message(e, iteration if not finishing else cfg.iterations, finishing, root)
-        if rollouts and batch is not None and disk_full(e) is None:
+        if rollouts and batch is not None and disk_full(e) is None and distributed.is_main():
             message += _dump_crash(root, iteration, batch, rollouts)
+        peer = distributed.failure()  # another rank failed first: its error is the cause of this one
+        if distributed.active() and peer is None:  # first, so rank 0 can record it while this rank goes down
+            distributed.record_failure(message)
         if writer is not None:
-            message += _mark(writer, "crashed", message)
+            message += _mark(writer, "crashed", peer or message)
+        if distributed.active():  # end this rank now: a peer may be waiting in a collective (no hang)
+            distributed.abort(message)
         raise RunError(message, root) from e
     finally:
         if sampler is not None:
             sampler.close()
+        if trackers is not None:
+            trackers.close()
         if previous_sigterm is not None:
             signal.signal(signal.SIGTERM, previous_sigterm)
 

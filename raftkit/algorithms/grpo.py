@@ -23,6 +23,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from raftkit import distributed
 from raftkit.algorithms.explore import hinted_count
 from raftkit.algorithms.losses import SCALES, constant_groups, group_advantages
 from raftkit.algorithms.policy_gradient import (
@@ -151,7 +152,8 @@ class GRPO(PolicyGradient):
             "explore/hinted_k": float(self.n_hinted),
         }
         if self.max_hinted:
-            starved = starved_share(rollouts, scores)
+            # Over the whole batch (all ranks), so every rank draws the same hinted share next time.
+            starved = starved_share(*distributed.gather_scored(rollouts, scores, len(batch), to_all=True))
             metrics["explore/starved"] = starved
             if self.config.explore_adaptive:  # next iteration's share follows this one's signal
                 share = self.config.explore_share * starved

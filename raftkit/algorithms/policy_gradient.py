@@ -26,6 +26,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from raftkit import distributed
 from raftkit.algorithms.base import StepResult
 from raftkit.algorithms.correction import MODES as CORRECTION_MODES
 from raftkit.algorithms.correction import mismatch_correction
@@ -303,7 +304,9 @@ class PolicyGradient:
         target = self.targets(batch, rollouts, scores)
         advantages = target.advantages
         n_tokens = sum(len(rollouts[i].completion_ids) for i in target.in_loss)
-        size = BatchSize(target.sequences, n_tokens, self.max_completion_length)
+        # Several processes: the normalisers are the whole batch's, so summed gradients are its gradient.
+        sequences, n_tokens = distributed.all_reduce_sum(target.sequences, n_tokens)
+        size = BatchSize(int(sequences), int(n_tokens), self.max_completion_length)
         # A sequence with zero advantage and no KL term has an identically zero loss: skip its forward.
         trained = [i for i in target.in_loss if advantages[i] != 0 or cfg.beta > 0]
         trained.sort(key=lambda i: len(rollouts[i].prompt_ids) + len(rollouts[i].completion_ids))
@@ -360,6 +363,7 @@ class PolicyGradient:
                     sums["entropy"] += float((entropy * mb.mask).sum())
                     sums["entropy_tokens"] += float(mb.mask.sum())
             start = time.perf_counter()
+            distributed.average_gradients(params)  # before clipping: the norm is the global one
             if params and cfg.max_grad_norm > 0:
                 grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)))
             lrs.append(self.scheduler.get_last_lr()[0])
@@ -371,6 +375,7 @@ class PolicyGradient:
         for mb in mbs:
             mb.old_logp = mb.weight = None  # the next batch is new; nothing of this one is kept
 
+        losses = list(distributed.all_reduce_sum(*losses))  # each rank's loss is its share of the batch's
         metrics = self._metrics(rollouts, scores, target, trained, size, sums, losses, grad_norms, lrs)
         metrics.update(timings)
         for i, extra in target.per_sample.items():

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from raftkit import distributed
 from raftkit.algorithms.base import StepResult
 from raftkit.algorithms.explore import hinted_count, resolve_hint, sample_with_hint
 from raftkit.config import ConfigError, at_least
@@ -211,7 +212,10 @@ class RAFT:
     ) -> list[int]:
         if self.config.ranking == "top":
             fraction = self.config.top_fraction or 1 / self.k
-            return select_top(totals, dropped, fraction)
+            # Several processes: rank every rank's samples together, then keep this rank's winners.
+            pairs, offset = distributed.all_gather_flat(list(zip(totals, dropped, strict=True)))
+            chosen = select_top([t for t, _ in pairs], [d for _, d in pairs], fraction)
+            return [i - offset for i in chosen if offset <= i < offset + len(totals)]
         return select_local(totals, [r.prompt_index for r in rollouts], dropped, self.config.keep_per_prompt)
 
     # 2. update: select, then fine-tune on original prompt + selected completion
@@ -236,7 +240,7 @@ class RAFT:
         c = self.config
         train = sft.train(
             self.policy,
-            examples,
+            distributed.all_gather_flat(examples)[0],  # every rank's selection, split again per step
             lr=self.lr,
             epochs=c.epochs_per_iteration,
             micro_batch_size=c.micro_batch_size,

@@ -14,7 +14,8 @@ from typing import Any
 
 import click
 
-from raftkit.config import AlignConfig, ConfigCommand, ConfigError, build, check_keys, cli_values, load_file
+from raftkit.api import build_configs
+from raftkit.config import AlignConfig, ConfigCommand, ConfigError, check_keys, cli_values, load_file
 
 
 def _config_classes() -> list[type]:
@@ -108,8 +109,7 @@ def command(
             given["filters"] = []
         values.update(given)
         source = f"--config {config_file}" if config_file else "options"
-        cfg = build(AlignConfig, values, source)
-        algo_cfg = build(_algorithm_config_class(cfg.algo), values, source)
+        cfg, algo_cfg = build_configs(values, source)  # the same builder as raftkit.align
         _check_algorithm_options(given, cfg.algo, lambda name: f"--{fields[name].option.replace('_', '-')}")
         _check_algorithm_options(from_file, cfg.algo, lambda name: f"--config {config_file}: '{name}'")
     except (ConfigError, rundir.RunDirError) as e:

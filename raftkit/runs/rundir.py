@@ -43,7 +43,7 @@ FORMAT_VERSION = 1
 
 # Options a resumed run may change: they alter neither what is trained nor how it is measured.
 RESUMABLE_OPTIONS = ("iterations", "save_every", "checkpoint_every", "reward_timeout", "output", "sampler",
-                     "kv_cache_gib", "gradient_checkpointing")
+                     "kv_cache_gib", "gradient_checkpointing", "report_to")
 
 
 class RunDirError(Exception):
