@@ -294,7 +294,9 @@ def hold_stop_signals() -> None:
 def abort(message: str, code: int = 1) -> None:
     """Print ``rank R: message`` to stderr and end this process at once. A normal exit could block in the
     process group's teardown while peers wait in a collective; torchrun then stops the other ranks."""
-    print(f"rank {rank()}: {message}", file=sys.stderr, flush=True)
+    from raftkit.runs.quiet import to_terminal
+
+    to_terminal(f"rank {rank()}: {message}\n")  # the terminal, even while other output goes to the log
     sys.stdout.flush()
     os._exit(code)
 

@@ -67,6 +67,9 @@ Examples:
     "iteration 1 with the same settings (for a run whose checkpoint is gone).",
 )
 @click.option("--no-filters", is_flag=True, help="Run without any degeneracy filter.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show other libraries' output (vLLM, transformers, torch warnings) in the terminal; "
+              "by default it goes to RUN_DIR/logs/terminal.log.")
 @click.pass_context
 def command(
     ctx: click.Context,
@@ -74,6 +77,7 @@ def command(
     resume_dir: Path | None,
     restart: bool,
     no_filters: bool,
+    verbose: bool,
     **_: Any,
 ) -> None:
     """Align a model to rewards: sample k completions per prompt, score, train, repeat.
@@ -119,7 +123,7 @@ def command(
         run_dir = resume_dir
     else:
         run_dir = Path(cfg.output) if cfg.output else loop.default_run_dir(cfg.algo)
-    _run(cfg, algo_cfg, run_dir, resume=resume_dir is not None, restart=restart)
+    _run(cfg, algo_cfg, run_dir, resume=resume_dir is not None, restart=restart, verbose=verbose)
 
 
 def _check_algorithm_options(values: dict[str, Any], algo: str, label: Callable[[str], str]) -> None:
@@ -137,10 +141,12 @@ def _check_algorithm_options(values: dict[str, Any], algo: str, label: Callable[
             raise ConfigError(f"{label(name)} is a {'/'.join(owners)} setting; {algo} does not use it")
 
 
-def _run(cfg: AlignConfig, algo_cfg: Any, run_dir: Path, resume: bool, restart: bool = False) -> None:
+def _run(cfg: AlignConfig, algo_cfg: Any, run_dir: Path, resume: bool, restart: bool = False,
+         verbose: bool = False) -> None:
     from raftkit import loop
     from raftkit.models import ModelError
     from raftkit.registry import RegistryError
+    from raftkit.runs.quiet import foreign_output_to_log
     from raftkit.runs.rundir import RunDirError
 
     user_errors: tuple[type[BaseException], ...] = (RegistryError, ModelError, ConfigError, RunDirError)
@@ -151,7 +157,8 @@ def _run(cfg: AlignConfig, algo_cfg: Any, run_dir: Path, resume: bool, restart: 
     except ImportError:
         pass
     try:
-        loop.run(cfg, algo_cfg, run_dir, resume=resume, restart=restart)
+        with foreign_output_to_log(run_dir, enabled=not verbose):
+            loop.run(cfg, algo_cfg, run_dir, resume=resume, restart=restart)
     except loop.RunError as e:
         hint = f"\n(the run is in {e.run_dir}; continue it with: raftkit align --resume {e.run_dir})"
         known = "--resume" in str(e) or not (Path(e.run_dir) / "run.json").exists()
