@@ -18,7 +18,6 @@ import json
 import math
 import os
 import random
-import shutil
 import signal
 import threading
 import time
@@ -42,11 +41,16 @@ from rich.progress import (
 from raftkit import distributed, evalrender, evaluate
 from raftkit.config import AlignConfig, to_dict
 from raftkit.runs import rundir
+from raftkit.runs.checkpoint import (
+    keep_copy,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    save_model,
+    set_rng_state,
+)
 from raftkit.runs.metrics import iteration_metrics, rollout_records, summary_line
 from raftkit.runs.trackers import Trackers
-
-CHECKPOINT_STATE = "state.pt"
-CHECKPOINT_WEIGHTS = "policy.pt"
 
 
 class RunError(RuntimeError):
@@ -118,96 +122,6 @@ def start_sampler(cfg: AlignConfig, model_path: str) -> Any:
     sampler = make_sampler(cfg, model_path)
     set_rng_state(state)
     return sampler
-
-
-def rng_state() -> dict[str, Any]:
-    import numpy as np
-
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    import numpy as np
-
-    random.setstate(state["python"])
-    if "numpy" in state:  # checkpoints written before NumPy's state was kept lack it
-        np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-
-
-def save_checkpoint(root: Path, policy: Any, algorithm: Any, iteration: int) -> None:
-    """Write the training state to a temporary folder, then swap it in for checkpoint/."""
-    rundir.finish_checkpoint_swap(root)  # after a killed swap checkpoint.tmp may be the only copy
-    tmp = root / "checkpoint.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        with rundir.writing("the checkpoint"):
-            tmp.mkdir()
-            if policy.lora_r:  # the base weights are the model folder's; only the adapters changed
-                weights = {n: p.detach() for n, p in policy.model.named_parameters() if p.requires_grad}
-            else:
-                weights = policy.model.state_dict()
-            torch.save(weights, tmp / CHECKPOINT_WEIGHTS)
-            state = {"algorithm_state": algorithm.state_dict(), "rng": rng_state()}
-            torch.save(state, tmp / CHECKPOINT_STATE)
-            # The marker last: its presence marks the folder complete (rundir.latest_checkpoint relies on it).
-            marker = {"iteration": iteration, "algorithm": algorithm.name, "time": time.time()}
-            rundir.atomic_write_text(tmp / rundir.CHECKPOINT_MARKER, json.dumps(marker))
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # half a checkpoint is of no use and may fill the disk
-        raise
-    rundir.replace_dir(tmp, rundir.checkpoint_path(root))
-
-
-def load_checkpoint(path: Path, marker: dict[str, Any], policy: Any, algorithm: Any) -> int:
-    """Restore policy weights, algorithm state and RNG; returns the checkpoint's iteration."""
-    if marker["algorithm"] != algorithm.name:
-        raise RunError(
-            f"{path}: the checkpoint is from {marker['algorithm']}, not {algorithm.name}", path.parent
-        )
-    weights = torch.load(path / CHECKPOINT_WEIGHTS, weights_only=True, map_location=policy.device)
-    _, unexpected = policy.model.load_state_dict(weights, strict=not policy.lora_r)
-    if unexpected:
-        raise RunError(f"{path}: checkpoint weights do not fit the model ({unexpected[:3]}...)", path.parent)
-    state = torch.load(
-        path / CHECKPOINT_STATE, weights_only=False
-    )  # our own file: RNG tuples, optimiser state
-    algorithm.load_state_dict(state["algorithm_state"])
-    set_rng_state(state["rng"])
-    return int(marker["iteration"])
-
-
-def keep_copy(root: Path, iteration: int) -> None:
-    """checkpoints/iter-N: hard links to the current checkpoint's files (no extra disk), else a copy."""
-    src = rundir.checkpoint_path(root)
-    dst = root / "checkpoints" / f"iter-{iteration:06d}"
-    tmp = dst.with_name(dst.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        with rundir.writing("a copy of the checkpoint"):
-            tmp.mkdir(parents=True)
-            for f in src.iterdir():
-                try:
-                    os.link(f, tmp / f.name)
-                except OSError:
-                    shutil.copy2(f, tmp / f.name)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    rundir.replace_dir(tmp, dst)
-
-
-def save_model(root: Path, policy: Any) -> None:
-    """The final policy as a transformers folder, model/, swapped in whole."""
-    tmp = root / "model.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        with rundir.writing("the final model"):
-            policy.save(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    rundir.replace_dir(tmp, root / "model")
 
 
 def check_model(name: str) -> None:

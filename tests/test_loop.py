@@ -13,7 +13,7 @@ from raftkit import loop
 from raftkit.algorithms.raft import RAFT, RaftConfig
 from raftkit.rewards import Scores
 from raftkit.rollouts import Batch, Rollout
-from raftkit.runs import rundir
+from raftkit.runs import checkpoint, rundir
 from raftkit.runs.metrics import iteration_metrics, mean_std, rollout_records, summary_line
 
 
@@ -119,7 +119,7 @@ def test_checkpoint_round_trip_and_a_killed_swap(tiny_policy, tmp_path):
     assert loop.load_checkpoint(path, marker, tiny_policy, algo) == 1
     assert torch.equal(weight, original)
     assert random.random() == expected_draw
-    with pytest.raises(loop.RunError, match="from raft, not grpo"):
+    with pytest.raises(checkpoint.CheckpointError, match="from raft, not grpo"):
         loop.load_checkpoint(path, marker, tiny_policy, type("Other", (), {"name": "grpo"})())
 
     loop.save_checkpoint(tmp_path, tiny_policy, algo, 2)

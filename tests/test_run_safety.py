@@ -23,7 +23,7 @@ from raftkit import loop
 from raftkit.algorithms.raft import RAFT, RaftConfig
 from raftkit.cli import main
 from raftkit.config import AlignConfig, to_dict
-from raftkit.runs import rundir, runview
+from raftkit.runs import checkpoint, rundir, runview
 from raftkit.runs.rundir import RunDirError, RunWriter
 
 
@@ -53,7 +53,7 @@ def _config(model: str, **overrides) -> dict:
 def _fake_checkpoint(path: Path, iteration: int | None) -> None:
     """A checkpoint folder; ``iteration=None`` leaves out its marker (a half-written one)."""
     path.mkdir(parents=True)
-    (path / loop.CHECKPOINT_WEIGHTS).write_bytes(b"weights")
+    (path / checkpoint.CHECKPOINT_WEIGHTS).write_bytes(b"weights")
     if iteration is not None:
         marker = {"iteration": iteration, "algorithm": "raft"}
         (path / rundir.CHECKPOINT_MARKER).write_text(json.dumps(marker))
