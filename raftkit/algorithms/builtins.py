@@ -9,9 +9,10 @@ def register_algorithms(register):
     # not import torch.
     from raftkit.algorithms.grpo import GRPO
     from raftkit.algorithms.online_dpo import OnlineDPO
+    from raftkit.algorithms.ppo import PPO
     from raftkit.algorithms.raft import RAFT
     from raftkit.algorithms.raftpp import RAFTpp
     from raftkit.algorithms.reinforce_rej import ReinforceRej
 
-    for cls in (RAFT, RAFTpp, ReinforceRej, GRPO, OnlineDPO):
+    for cls in (RAFT, RAFTpp, ReinforceRej, GRPO, OnlineDPO, PPO):
         register(cls)

@@ -174,7 +174,8 @@ def _iterations_table(s: runview.RunSummary) -> Table:
     for f in g.filters:
         key = f"filter/{f}/rate"
         cols.append((f"{f}\nhit %", lambda m, key=key: _pct(runview.number(m.get(key)))))
-    for key, label in (("kl", "kl"), ("loss", "loss"), ("n_selected", "n sel")):
+    for key, label in (("kl", "kl"), ("loss", "loss"), ("value_loss", "v loss"), ("clip_frac", "clip"),
+                       ("n_selected", "n sel")):
         if key in present:
             # Raw values: an int count stays an int; a non-number shows as a dash.
             cols.append((label, lambda m, key=key: _fmt(m.get(key) if runview.number(m.get(key)) is not None
