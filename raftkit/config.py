@@ -53,7 +53,7 @@ class AlignConfig:
     algo: str = "raft"
     """Training algorithm: raft (keep the best samples, fine-tune on them), raftpp (RAFT with clipped
     importance-sampled steps), reinforce_rej (REINFORCE, group-mean baseline, no all-equal groups), grpo,
-    online_dpo (best vs worst of k), ppo (value head, GAE), or one a plugin registers (`raftkit algorithms`)."""
+    online_dpo (best vs worst of k), ppo (value head, GAE), or a plugin's (`raftkit algorithms`)."""
     model: str = "default"
     """Model to align: a transformers folder, a hub id, or 'default' (bundled SmolLM2-135M-Instruct)."""
     dataset: str = "bundled"
