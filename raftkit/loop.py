@@ -21,25 +21,16 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from raftkit import distributed, evalrender, evaluate
 from raftkit.config import AlignConfig, to_dict
+from raftkit.progress import progress_bar
 from raftkit.runs import rundir
 from raftkit.runs.checkpoint import (
     keep_copy,
@@ -257,21 +248,6 @@ def _read_eval(root: Path) -> dict[str, Any]:
         return {}
 
 
-@contextmanager
-def _progress(console: Console) -> Iterator[Progress]:
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
-    with progress:
-        yield progress
-
-
 # --------------------------------------------------------------------------- the loop
 
 
@@ -396,7 +372,7 @@ def run(
                 train_set.batch_at(iteration - 1, cfg.prompts_per_iteration, cfg.seed), cfg.answer_column
             )
             whole, batch = batch, distributed.shard_batch(batch)  # this rank's contiguous share
-            with _progress(console) as progress:
+            with progress_bar(console) as progress:
                 # 6a. Sample k completions per prompt (how is the algorithm's business: RAFT adds hints).
                 task = progress.add_task(
                     f"iteration {iteration}: sampling {len(batch)} prompts x {cfg.k}", total=1

@@ -68,15 +68,9 @@ def command(dataset: str, model: str | None, output: str | None, beta: float, ep
                             "pairs": {"train": len(train), "heldout": len(heldout), "skipped": pairs.skipped},
                             "versions": common.versions()}
     common.write_summary(root, info)
-    try:
+    with common.crash_recorded(root, info, (ModelError, ValueError)):
         _train(root, info, model, train, heldout, console, beta=beta, epochs=epochs, lr=lr,
                batch_size=batch_size, max_length=max_length, seed=seed)
-    except (ModelError, ValueError) as e:
-        common.write_summary(root, {**info, "status": "crashed", "error": str(e)})
-        raise click.ClickException(str(e)) from None
-    except BaseException as e:
-        common.write_summary(root, {**info, "status": "crashed", "error": f"{type(e).__name__}: {e}"})
-        raise
 
 
 def _train(root: Path, info: dict[str, Any], model_name: str | None, train: list[Any], heldout: list[Any],
@@ -104,23 +98,11 @@ def _train(root: Path, info: dict[str, Any], model_name: str | None, train: list
     skipped = f", {info['pairs']['skipped']} skipped (chosen = rejected)" if info["pairs"]["skipped"] else ""
     console.print(f"[bold]dpo[/] {len(train_ex)} pairs to train, {len(held_ex)} held out{skipped} -> {root}")
     update = DPOUpdate(policy, beta=beta, lr=lr, micro_batch_size=batch_size)
-    with common.progress(console) as bar:
-        task = bar.add_task(f"epoch 1/{epochs}", total=None)
-
-        def on_step(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        def on_epoch(record: dict[str, Any]) -> None:
-            common.append_metrics(root, record)
-            if 0 < record["epoch"] < epochs:
-                bar.reset(task, description=f"epoch {record['epoch'] + 1}/{epochs}")
-
+    with common.epoch_callbacks(root, console, epochs) as (on_step, on_epoch):
         records = train_dpo(update, train_ex, held_ex, epochs=epochs, batch_size=batch_size, seed=seed,
                             on_step=on_step, on_epoch=on_epoch)
     where = common.save_model(root, policy.model, policy.tokenizer)
-    finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    common.write_summary(root, {**info, "status": "finished", "finished_at": finished, "final": records[-1],
-                                "model_dir": str(where)})
+    common.write_finished(root, info, records, model_dir=str(where))
     console.print(common.epoch_table("DPO", records, [
         ("loss", "loss"), ("rewards/accuracies", "acc"), ("rewards/margins", "margin"),
         ("heldout/rewards/accuracies", "held-out acc"), ("heldout/rewards/margins", "held-out margin"),

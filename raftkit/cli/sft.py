@@ -64,16 +64,10 @@ def command(dataset: str, model: str | None, output: str | None, prompt_column: 
             "versions": common.versions()}
     common.write_summary(root, info)
     console.print(f"[bold]sft[/] {len(train)} examples to train, {len(heldout)} held out -> {root}")
-    try:
+    with common.crash_recorded(root, info, (ModelError,)):
         records = _train(root, model, train, heldout, console, epochs=epochs, lr=lr,
                          micro_batch_size=micro_batch_size, lora_r=lora_r, seed=seed)
-    except ModelError as e:
-        common.write_summary(root, {**info, "status": "crashed", "error": str(e)})
-        raise click.ClickException(str(e)) from None
-    except BaseException as e:
-        common.write_summary(root, {**info, "status": "crashed", "error": f"{type(e).__name__}: {e}"})
-        raise
-    common.write_summary(root, {**info, "status": "finished", "final": records[-1]})
+    common.write_finished(root, info, records)
     console.print(common.epoch_table("sft", records, [("heldout/loss", "held-out loss"),
                                                        ("train/loss", "train loss")]))
     console.print(f"[bold]done[/]: {root / 'model'}")
@@ -86,6 +80,7 @@ def _train(root: Any, model_name: str | None, train: list[Any], heldout: list[An
     from raftkit.algorithms import sft
     from raftkit.pipelines import common
     from raftkit.policy import Policy
+    from raftkit.progress import progress_bar
 
     torch.manual_seed(seed)
     policy = Policy(model_name or "default", lora_r=lora_r)
@@ -111,7 +106,7 @@ def _train(root: Any, model_name: str | None, train: list[Any], heldout: list[An
 
     records = [{"epoch": 0, "heldout/loss": heldout_loss()}]
     common.append_metrics(root, records[0])
-    with common.progress(console) as bar:
+    with progress_bar(console) as bar:
         task = bar.add_task("training", total=None)
         # One call for all epochs: AdamW's moments carry across them (each call starts fresh ones).
         out = sft.train(policy, train_ex, lr=lr, epochs=epochs, micro_batch_size=micro_batch_size, seed=seed,

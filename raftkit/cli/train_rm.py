@@ -64,15 +64,9 @@ def command(dataset: str, model: str | None, output: str | None, epochs: int, lr
     skipped = f", {pairs.skipped} skipped (chosen = rejected)" if pairs.skipped else ""
     console.print(f"[bold]train-rm[/] {len(train)} pairs to train, {len(heldout)} held out{skipped}"
                   f" -> {root}")
-    try:
+    with common.crash_recorded(root, info, (ModelError,)):
         _train(root, info, model, train, heldout, console, epochs=epochs, lr=lr, batch_size=batch_size,
                max_length=max_length, seed=seed)
-    except ModelError as e:
-        common.write_summary(root, {**info, "status": "crashed", "error": str(e)})
-        raise click.ClickException(str(e)) from None
-    except BaseException as e:
-        common.write_summary(root, {**info, "status": "crashed", "error": f"{type(e).__name__}: {e}"})
-        raise
 
 
 def _train(root: Path, info: dict[str, Any], model_name: str | None, train: list[Any], heldout: list[Any],
@@ -82,24 +76,12 @@ def _train(root: Path, info: dict[str, Any], model_name: str | None, train: list
 
     model, tokenizer = load_reward_model(model_name, seed=seed)
     info["base_model"] = str(getattr(model.config, "_name_or_path", model_name))
-    with common.progress(console) as bar:
-        task = bar.add_task(f"epoch 1/{epochs}", total=None)
-
-        def on_step(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        def on_epoch(record: dict[str, Any]) -> None:
-            common.append_metrics(root, record)
-            if 0 < record["epoch"] < epochs:
-                bar.reset(task, description=f"epoch {record['epoch'] + 1}/{epochs}")
-
+    with common.epoch_callbacks(root, console, epochs) as (on_step, on_epoch):
         records = train_reward_model(model, tokenizer, train, heldout, epochs=epochs, lr=lr,
                                      batch_size=batch_size, max_length=max_length, seed=seed,
                                      on_step=on_step, on_epoch=on_epoch)
     where = common.save_model(root, model, tokenizer)
-    finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    common.write_summary(root, {**info, "status": "finished", "finished_at": finished, "final": records[-1],
-                                "model_dir": str(where)})
+    common.write_finished(root, info, records, model_dir=str(where))
     console.print(common.epoch_table("reward model", records, [
         ("train/loss", "train loss"), ("train/accuracy", "train acc"), ("heldout/accuracy", "held-out acc"),
         ("heldout/margin", "held-out margin"), ("heldout/loss", "held-out loss")]))

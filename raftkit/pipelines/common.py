@@ -11,22 +11,15 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
+from raftkit.progress import progress_bar
 from raftkit.runs import rundir
 
 
@@ -85,12 +78,44 @@ def save_model(root: Path, model: Any, tokenizer: Any) -> Path:
 
 
 @contextmanager
-def progress(console: Console) -> Iterator[Progress]:
-    """The same bar the alignment loop shows (transient: the summary table replaces it)."""
-    bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), console=console, transient=True)
-    with bar:
-        yield bar
+def epoch_callbacks(root: Path, console: Console, epochs: int
+                    ) -> Iterator[tuple[Callable[[int, int], None], Callable[[dict[str, Any]], None]]]:
+    """(on_step, on_epoch) for an epoch loop: the progress bar follows the steps, and each epoch's record
+    is appended to metrics.jsonl."""
+    with progress_bar(console) as bar:
+        task = bar.add_task(f"epoch 1/{epochs}", total=None)
+
+        def on_step(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        def on_epoch(record: dict[str, Any]) -> None:
+            append_metrics(root, record)
+            if 0 < record["epoch"] < epochs:
+                bar.reset(task, description=f"epoch {record['epoch'] + 1}/{epochs}")
+
+        yield on_step, on_epoch
+
+
+@contextmanager
+def crash_recorded(root: Path, info: dict[str, Any],
+                   user_errors: tuple[type[BaseException], ...]) -> Iterator[None]:
+    """Mark run.json crashed on any error; the ``user_errors`` become a one-line message, no traceback."""
+    import click
+
+    try:
+        yield
+    except user_errors as e:
+        write_summary(root, {**info, "status": "crashed", "error": str(e)})
+        raise click.ClickException(str(e)) from None
+    except BaseException as e:
+        write_summary(root, {**info, "status": "crashed", "error": f"{type(e).__name__}: {e}"})
+        raise
+
+
+def write_finished(root: Path, info: dict[str, Any], records: Sequence[dict[str, Any]], **extra: Any) -> None:
+    """run.json of a finished pipeline: its last epoch's record and anything in ``extra``."""
+    write_summary(root, {**info, "status": "finished", "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                         "final": records[-1], **extra})
 
 
 def epoch_table(title: str, records: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> Table:
