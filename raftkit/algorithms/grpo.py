@@ -30,8 +30,8 @@ from raftkit.algorithms.policy_gradient import (
     PolicyGradient,
     PolicyGradientConfig,
     Targets,
-    answer_misses,
 )
+from raftkit.algorithms.raft import answer_misses
 from raftkit.rewards import Scores
 from raftkit.rollouts import Batch, Rollout
 
@@ -140,7 +140,7 @@ class GRPO(PolicyGradient):
         rewards, groups = reward_groups(rollouts, scores)
         flat = constant_groups(rewards) if groups else torch.zeros(0, dtype=torch.bool)
         advantages = scatter(group_advantages(rewards, self.config.scale_rewards), groups, len(rollouts))
-        misses = answer_misses(batch, rollouts) if self.config.keep_answers else [False] * len(rollouts)
+        misses = answer_misses(rollouts, batch) if self.config.keep_answers else [False] * len(rollouts)
         # A sample that lost the answer is never pushed up; pushing it down is still allowed.
         gated = [i for i, miss in enumerate(misses) if miss and advantages[i] > 0]
         advantages[gated] = 0.0

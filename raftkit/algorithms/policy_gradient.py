@@ -489,11 +489,3 @@ class PolicyGradient:
                 return self._logprobs(self.reference, mb)[0]
             with self.policy.model.disable_adapter():  # LoRA: the base model is the reference
                 return self._logprobs(self.policy.model, mb)[0]
-
-
-def answer_misses(batch: Batch, rollouts: Sequence[Rollout]) -> list[bool]:
-    """RAFT's answer gate (raftkit.algorithms.raft.answer_misses), shared: True where a sample lost its
-    prompt's accepted answer."""
-    from raftkit.algorithms.raft import answer_misses as misses
-
-    return misses(rollouts, batch)
