@@ -102,8 +102,8 @@ class AlignConfig:
     """Also keep a copy at checkpoints/iter-N every N iterations (0: never)."""
     heldout: int = 40
     """Held-out prompts for the before/after evaluation (never trained on; 0 skips the evaluation)."""
-    eval_samples: int = 2
-    """Completions per held-out prompt in the evaluation."""
+    eval_samples: int = 4
+    """Completions per held-out prompt in the evaluation (4 x 40: one sample moves a rate by 0.6%)."""
     eval_temperature: float = 0.7
     """Sampling temperature of the evaluation (0: greedy)."""
     answer_column: str = "answers"

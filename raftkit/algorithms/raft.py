@@ -35,6 +35,9 @@ class RaftConfig:
     """Samples kept per prompt with --ranking local."""
     top_fraction: float = 0.0
     """Share of all samples kept with --ranking top (0: 1/k)."""
+    rank_beta: float = 0.03
+    """Rank by reward − rank_beta · log(π/π_ref) of the whole completion (the RAFT paper's KL-regularised
+    reward): among samples of similar reward, prefer those the policy has not drifted to. 0: reward only."""
     keep_answers: bool = True
     """Where a prompt has accepted answers (the answer column), select only samples that contain one:
     RAFT imitates what it selects, and a sample that lost the answer must not win."""
@@ -66,6 +69,7 @@ class RaftConfig:
             "gradient_accumulation_steps",
         ):
             at_least(self, name, 1)
+        at_least(self, "rank_beta", 0)
         for name, value in (
             ("top_fraction", self.top_fraction),
             ("explore_share", self.explore_share),
@@ -199,6 +203,7 @@ class RAFT:
         self.n_hinted = hinted_count(k, config.explore_share) if self.hint else 0
         self.skipped: list[int] = []
         self._optimizer = None
+        self._reference: Any = None  # the starting model, loaded at the first KL-regularised ranking
         self.progress = None  # set by the loop: a callable(done, total) for the training progress bar
 
     # 1. sample: k - h plain samples and h hinted ones per prompt, regrouped prompt-major (see explore.py)
@@ -223,11 +228,11 @@ class RAFT:
         from raftkit.algorithms import sft
 
         excluded, misses = exclusions(rollouts, batch, scores, self.config)
-        chosen = self.select(rollouts, scores.total, excluded)
-        if self._optimizer is None:  # kept between iterations for its memory; its state is reset each time
-            self._optimizer = sft.make_optimizer(
-                self.policy.trainable_parameters(), self.lr, self.config.weight_decay
-            )
+        totals, rank_metrics = list(scores.total), {}
+        if self.config.rank_beta > 0:
+            totals, rank_metrics = self.regularise(rollouts, totals, excluded)
+        chosen = self.select(rollouts, totals, excluded)
+        optimizer = self.optimizer()
         examples = [
             sft.make_example(
                 self.policy.tokenizer,
@@ -250,7 +255,7 @@ class RAFT:
             schedule=sft.Schedule(c.lr_schedule, c.warmup_ratio, iteration - 1, self.total_steps),
             seed=self.seed * 100003 + iteration,
             progress=self.progress,
-            optimizer=self._optimizer,
+            optimizer=optimizer,
         )
         picked = set(chosen)
         metrics = {
@@ -261,6 +266,7 @@ class RAFT:
             "selected/hinted_share": (sum(rollouts[i].hinted for i in chosen) / len(chosen))
             if chosen
             else 0.0,
+            **rank_metrics,
             **train,
         }
         return StepResult(
@@ -271,9 +277,49 @@ class RAFT:
             ],
         )
 
+    def regularise(
+        self, rollouts: Sequence[Rollout], totals: list[float], excluded: Sequence[bool]
+    ) -> tuple[list[float], dict[str, float]]:
+        """Totals minus rank_beta · log(π/π_ref) for the samples that can be selected (the others are
+        never ranked, so their log-ratios are not computed), and what that changed."""
+        from raftkit.algorithms import kl_ranking, sft
+        from raftkit.algorithms.dpo import load_reference
+
+        if self._reference is None and not self.policy.lora_r:
+            self._reference = load_reference(self.policy)
+        ranked = [i for i in range(len(rollouts)) if not excluded[i]]
+        tok = self.policy.tokenizer
+        examples = [
+            sft.make_example(tok, rollouts[i].prompt, rollouts[i].completion_ids, rollouts[i].finish_reason)
+            for i in ranked
+        ]
+        found = kl_ranking.log_ratios(self.policy, self._reference, examples, self.config.micro_batch_size)
+        ratios: list[float | None] = [None] * len(rollouts)
+        for i, r in zip(ranked, found, strict=True):
+            ratios[i] = r
+        adjusted = kl_ranking.regularised(totals, ratios, self.config.rank_beta)
+        groups = [r.prompt_index for r in rollouts]
+        plain = set(select_local(totals, groups, excluded))
+        changed = len(plain.symmetric_difference(select_local(adjusted, groups, excluded))) / 2
+        return adjusted, {
+            "rank/log_ratio": sum(found) / len(found) if found else 0.0,
+            "rank/changed_prompts": changed,
+        }
+
+    def optimizer(self) -> Any:
+        """The AdamW of every iteration, made once: kept for its memory, its state reset each iteration."""
+        from raftkit.algorithms import sft
+
+        if self._optimizer is None:
+            self._optimizer = sft.make_optimizer(
+                self.policy.trainable_parameters(), self.lr, self.config.weight_decay
+            )
+        return self._optimizer
+
     def state_dict(self) -> dict[str, Any]:
         # A fresh AdamW per iteration (RAFT is repeated SFT on a new selection, as LMFlow runs it): the
         # learning-rate schedule is a function of the iteration, so there is no optimiser state to keep.
+        # Carrying the moments over was measured: it drifted faster (docs/raft.md).
         return {"hint": self.hint}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
