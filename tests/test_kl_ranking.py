@@ -85,3 +85,4 @@ def test_raft_with_rank_beta_prefers_the_sample_the_policy_has_not_drifted_to(ti
     assert adjusted[1] < adjusted[0]
     assert algo.select(rollouts, adjusted, excluded) == [0]
     assert metrics["rank/changed_prompts"] == 1
+

@@ -282,18 +282,10 @@ class RAFT:
     ) -> tuple[list[float], dict[str, float]]:
         """Totals minus rank_beta · log(π/π_ref) for the samples that can be selected (the others are
         never ranked, so their log-ratios are not computed), and what that changed."""
-        from raftkit.algorithms import kl_ranking, sft
-        from raftkit.algorithms.dpo import load_reference
+        from raftkit.algorithms import kl_ranking
 
-        if self._reference is None and not self.policy.lora_r:
-            self._reference = load_reference(self.policy)
         ranked = [i for i in range(len(rollouts)) if not excluded[i]]
-        tok = self.policy.tokenizer
-        examples = [
-            sft.make_example(tok, rollouts[i].prompt, rollouts[i].completion_ids, rollouts[i].finish_reason)
-            for i in ranked
-        ]
-        found = kl_ranking.log_ratios(self.policy, self._reference, examples, self.config.micro_batch_size)
+        found = self.log_ratios(rollouts, ranked)
         ratios: list[float | None] = [None] * len(rollouts)
         for i, r in zip(ranked, found, strict=True):
             ratios[i] = r
@@ -305,6 +297,20 @@ class RAFT:
             "rank/log_ratio": sum(found) / len(found) if found else 0.0,
             "rank/changed_prompts": changed,
         }
+
+    def log_ratios(self, rollouts: Sequence[Rollout], indices: Sequence[int]) -> list[float]:
+        """log π/π_ref of each indexed sample under its original prompt (the starting model loaded once)."""
+        from raftkit.algorithms import kl_ranking, sft
+        from raftkit.algorithms.dpo import load_reference
+
+        if self._reference is None and not self.policy.lora_r:
+            self._reference = load_reference(self.policy)
+        tok = self.policy.tokenizer
+        examples = [
+            sft.make_example(tok, rollouts[i].prompt, rollouts[i].completion_ids, rollouts[i].finish_reason)
+            for i in indices
+        ]
+        return kl_ranking.log_ratios(self.policy, self._reference, examples, self.config.micro_batch_size)
 
     def optimizer(self) -> Any:
         """The AdamW of every iteration, made once: kept for its memory, its state reset each iteration."""
