@@ -81,8 +81,10 @@ def test_raft_with_rank_beta_prefers_the_sample_the_policy_has_not_drifted_to(ti
     algo = RAFT(policy, RaftConfig(rank_beta=1.0), lr=0.0, total_steps=1, k=2, sampling=None)
     algo._reference = tiny_policy.model
     excluded = [False, False]
-    adjusted, metrics = algo.regularise(rollouts, list(scores.total), excluded)
+    adjusted, _ = algo.regularise(rollouts, list(scores.total), excluded)
     assert adjusted[1] < adjusted[0]
     assert algo.select(rollouts, adjusted, excluded) == [0]
-    assert metrics["rank/changed_prompts"] == 1
+    step = algo.update(batch, rollouts, scores, iteration=1)  # lr 0: selects and reports, changes nothing
+    assert [s["selected"] for s in step.per_sample] == [True, False]
+    assert step.metrics["rank/changed_prompts"] == 1
 

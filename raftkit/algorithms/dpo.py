@@ -156,6 +156,18 @@ def load_reference(policy: Any) -> torch.nn.Module | None:
     return ref.eval().requires_grad_(False)
 
 
+@torch.no_grad()
+def reference_logprobs(policy: Any, reference: torch.nn.Module | None, examples: Sequence[Example],
+                       pad_id: int) -> Tensor:
+    """``sequence_logprobs`` under the starting model: ``reference``, or with LoRA (None) the policy with its
+    adapters off."""
+    with policy.autocast():
+        if reference is not None:
+            return sequence_logprobs(reference, examples, pad_id).float()
+        with policy.model.disable_adapter():
+            return sequence_logprobs(policy.model, examples, pad_id).float()
+
+
 class DPOUpdate:
     """Optimiser steps of the DPO loss on batches of (chosen, rejected) Example pairs for a ``Policy``."""
 
@@ -171,13 +183,8 @@ class DPOUpdate:
         tok = policy.tokenizer
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
 
-    @torch.no_grad()
     def reference_logprobs(self, examples: Sequence[Example]) -> Tensor:
-        with self.policy.autocast():
-            if self.reference is not None:
-                return sequence_logprobs(self.reference, examples, self.pad_id).float()
-            with self.policy.model.disable_adapter():
-                return sequence_logprobs(self.policy.model, examples, self.pad_id).float()
+        return reference_logprobs(self.policy, self.reference, examples, self.pad_id)
 
     def _forward(self, part: Sequence[tuple[Example, Example]]) -> tuple[DPOLoss, Tensor, Tensor]:
         # Chosen and rejected of a micro-batch go through one forward pass, as TRL concatenates them.

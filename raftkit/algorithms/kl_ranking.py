@@ -36,18 +36,13 @@ def log_ratios(
     ``reference`` is the frozen starting model; None with LoRA, where the policy with its adapters off is
     the starting model.
     """
-    from raftkit.algorithms.dpo import sequence_logprobs
+    from raftkit.algorithms.dpo import reference_logprobs, sequence_logprobs
 
     pad_id = policy.tokenizer.pad_token_id if policy.tokenizer.pad_token_id is not None else 0
     out: list[float] = []
-    with torch.no_grad(), policy.autocast():
-        for start in range(0, len(examples), micro_batch_size):
-            part = examples[start : start + micro_batch_size]
+    for start in range(0, len(examples), micro_batch_size):
+        part = examples[start : start + micro_batch_size]
+        with torch.no_grad(), policy.autocast():
             current = sequence_logprobs(policy.model, part, pad_id).float()
-            if reference is not None:
-                base = sequence_logprobs(reference, part, pad_id).float()
-            else:
-                with policy.model.disable_adapter():
-                    base = sequence_logprobs(policy.model, part, pad_id).float()
-            out.extend((current - base).tolist())
+        out.extend((current - reference_logprobs(policy, reference, part, pad_id)).tolist())
     return out

@@ -232,6 +232,9 @@ class RAFT:
         if self.config.rank_beta > 0:
             totals, rank_metrics = self.regularise(rollouts, totals, excluded)
         chosen = self.select(rollouts, totals, excluded)
+        if self.config.rank_beta > 0:  # what the penalty changed, under the configured ranking
+            unpenalised = set(self.select(rollouts, scores.total, excluded))
+            rank_metrics["rank/changed_prompts"] = len(unpenalised.symmetric_difference(chosen)) / 2
         optimizer = self.optimizer()
         examples = [
             sft.make_example(
@@ -281,7 +284,7 @@ class RAFT:
         self, rollouts: Sequence[Rollout], totals: list[float], excluded: Sequence[bool]
     ) -> tuple[list[float], dict[str, float]]:
         """Totals minus rank_beta · log(π/π_ref) for the samples that can be selected (the others are
-        never ranked, so their log-ratios are not computed), and what that changed."""
+        never ranked, so their log-ratios are not computed), and the mean log-ratio."""
         from raftkit.algorithms import kl_ranking
 
         ranked = [i for i in range(len(rollouts)) if not excluded[i]]
@@ -290,13 +293,7 @@ class RAFT:
         for i, r in zip(ranked, found, strict=True):
             ratios[i] = r
         adjusted = kl_ranking.regularised(totals, ratios, self.config.rank_beta)
-        groups = [r.prompt_index for r in rollouts]
-        plain = set(select_local(totals, groups, excluded))
-        changed = len(plain.symmetric_difference(select_local(adjusted, groups, excluded))) / 2
-        return adjusted, {
-            "rank/log_ratio": sum(found) / len(found) if found else 0.0,
-            "rank/changed_prompts": changed,
-        }
+        return adjusted, {"rank/log_ratio": sum(found) / len(found) if found else 0.0}
 
     def log_ratios(self, rollouts: Sequence[Rollout], indices: Sequence[int]) -> list[float]:
         """log π/π_ref of each indexed sample under its original prompt (the starting model loaded once)."""
