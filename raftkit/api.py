@@ -126,10 +126,11 @@ def reward_specs(items: RewardLike | Iterable[RewardLike] | None) -> list[str | 
 def align(
     rewards: RewardLike | Iterable[RewardLike] = (),
     *,
-    algo: str = "raft",
-    model: str | os.PathLike = "default",
-    dataset: Any = "bundled",
+    algo: str | None = None,
+    model: str | os.PathLike | None = None,
+    dataset: Any = None,
     output: str | os.PathLike | None = None,
+    resume: str | os.PathLike | Run | None = None,
     console: Any = None,
     **options: Any,
 ) -> Run:
@@ -140,31 +141,62 @@ def align(
     docs/configuration.md). ``dataset`` is 'bundled', a file or folder, a hub name, or a
     ``datasets.Dataset`` / list of row dicts, which is written to RUN/dataset.jsonl. Raises
     raftkit.config.ConfigError for bad settings, RegistryError for a bad reward, loop.RunError when
-    the run fails (the directory then stays resumable: `raftkit align --resume RUN`).
+    the run fails (the directory then stays resumable). Defaults: algo 'raft', the bundled model and
+    prompts.
+
+    ``resume=RUN`` continues a stopped or crashed run, as `raftkit align --resume RUN` does: its
+    config.yaml supplies every setting, and what is passed here overrides it (``iterations=12`` extends
+    a finished run).
     """
     from raftkit import loop
 
-    values: dict[str, Any] = {**options, "algo": algo, "model": os.fspath(model),
-                              "rewards": reward_specs(rewards)}
+    values: dict[str, Any] = {**options}
+    if resume is not None:
+        values = {**_saved_config(resume), **values}
+    for name, value, default in (("algo", algo, "raft"), ("model", model, "default"),
+                                 ("dataset", dataset, "bundled")):
+        if value is not None or resume is None:
+            values[name] = value if value is not None else default
+    if "model" in values:
+        values["model"] = os.fspath(values["model"])
+    if rewards or resume is None:
+        values["rewards"] = reward_specs(rewards)
     if "filters" in options:
         values["filters"] = reward_specs(options["filters"])
     if output is not None:
         values["output"] = os.fspath(output)
-    check_options(values, algo, "raftkit.align")
+    check_options(values, values["algo"], "raftkit.align")
     staged = run_dir = None
-    if isinstance(dataset, str | os.PathLike):
-        values["dataset"] = os.fspath(dataset)
+    if isinstance(values["dataset"], str | os.PathLike):
+        values["dataset"] = os.fspath(values["dataset"])
     else:
-        staged = _stage_dataset(dataset)
+        staged = _stage_dataset(values["dataset"])
         values["dataset"] = str(staged)
     try:
         cfg, algo_cfg = build_configs(values, "raftkit.align")
-        run_dir = Path(cfg.output) if cfg.output else loop.default_run_dir(cfg.algo)
-        loop.run(cfg, algo_cfg, run_dir, console=console)
+        if resume is not None:
+            run_dir = _run_path(resume)
+        else:
+            run_dir = Path(cfg.output) if cfg.output else loop.default_run_dir(cfg.algo)
+        loop.run(cfg, algo_cfg, run_dir, resume=resume is not None, console=console)
     finally:
         if staged is not None:
             _adopt_dataset(staged, run_dir)
     return Run(run_dir)
+
+
+def _run_path(run: str | os.PathLike | Run) -> Path:
+    return run.path if isinstance(run, Run) else Path(run)
+
+
+def _saved_config(run: str | os.PathLike | Run) -> dict[str, Any]:
+    """The settings a resumable run was started with (its config.yaml); RunDirError if it cannot resume."""
+    from raftkit.config import load_file
+    from raftkit.runs import rundir
+
+    path = _run_path(run)
+    rundir.check_resumable(path)
+    return load_file(path / "config.yaml")
 
 
 def _stage_dataset(dataset: Any) -> Path:

@@ -44,6 +44,23 @@ def test_align_with_a_plain_function_and_a_dataset_object(tiny_model_path, tmp_p
     assert (run.path / "dataset.jsonl").read_text().count("\n") == 3
 
 
+@pytest.mark.slow
+def test_align_resume_extends_a_run_from_its_saved_settings(tiny_model_path, tmp_path):
+    from raftkit.runs.rundir import RunDirError
+
+    first = raftkit.align([brevity], model=tiny_model_path, dataset=[{"prompt": "Say hi."}, {"prompt": "No."}],
+                          output=tmp_path / "run", **TINY)
+    assert [m["iteration"] for m in first.metrics] == [1]
+    # Only the new setting is given: rewards, model, dataset and the rest come from RUN/config.yaml.
+    again = raftkit.align(resume=first, iterations=2)
+    assert again.path == first.path and again.info["status"] == "finished"
+    assert [m["iteration"] for m in again.metrics] == [1, 2]
+    assert "reward/brevity/mean" in again.metrics[1]
+    assert yaml.safe_load((first.path / "config.yaml").read_text())["iterations"] == 2
+    with pytest.raises(RunDirError):
+        raftkit.align(resume=tmp_path / "no-such-run")
+
+
 def test_score_takes_functions_and_specs():
     rows = raftkit.score(["p", [{"role": "user", "content": "q"}]], ["abc", "abcdefg"],
                          rewards=[closeness, "length:target=3"], filters=["stray_hash"])
