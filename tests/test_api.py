@@ -48,8 +48,8 @@ def test_align_with_a_plain_function_and_a_dataset_object(tiny_model_path, tmp_p
 def test_align_resume_extends_a_run_from_its_saved_settings(tiny_model_path, tmp_path):
     from raftkit.runs.rundir import RunDirError
 
-    first = raftkit.align([brevity], model=tiny_model_path, dataset=[{"prompt": "Say hi."}, {"prompt": "No."}],
-                          output=tmp_path / "run", **TINY)
+    rows = [{"prompt": "Say hi."}, {"prompt": "No."}]
+    first = raftkit.align([brevity], model=tiny_model_path, dataset=rows, output=tmp_path / "run", **TINY)
     assert [m["iteration"] for m in first.metrics] == [1]
     # Only the new setting is given: rewards, model, dataset and the rest come from RUN/config.yaml.
     again = raftkit.align(resume=first, iterations=2)

@@ -41,6 +41,10 @@ class RaftConfig:
     keep_answers: bool = True
     """Where a prompt has accepted answers (the answer column), select only samples that contain one:
     RAFT imitates what it selects, and a sample that lost the answer must not win."""
+    anchor_share: float = 1.0
+    """Anchors per selected sample: prompts with nothing to select train on their clean, unhinted sample
+    closest to the starting model (smallest log π/π_ref), at most this share of the selected count, so the
+    model keeps its starting behaviour where the reward gives no direction (docs/raft.md). 0: none."""
     explore_hint: str = "auto"
     """Text appended to the prompt for the exploration samples; 'auto' builds it from the rewards
     (length: 'Answer in one short sentence.', emoji: 'Use emojis 😊.'), '' turns exploration off."""
@@ -72,6 +76,7 @@ class RaftConfig:
         at_least(self, "rank_beta", 0)
         for name, value in (
             ("top_fraction", self.top_fraction),
+            ("anchor_share", self.anchor_share),
             ("explore_share", self.explore_share),
             ("warmup_ratio", self.warmup_ratio),
         ):
@@ -235,6 +240,8 @@ class RAFT:
         if self.config.rank_beta > 0:  # what the penalty changed, under the configured ranking
             unpenalised = set(self.select(rollouts, scores.total, excluded))
             rank_metrics["rank/changed_prompts"] = len(unpenalised.symmetric_difference(chosen)) / 2
+        anchored = self.anchors(rollouts, ineligible(scores), chosen)
+        trained = sorted([*chosen, *anchored])
         optimizer = self.optimizer()
         examples = [
             sft.make_example(
@@ -243,7 +250,7 @@ class RAFT:
                 rollouts[i].completion_ids,
                 rollouts[i].finish_reason,
             )
-            for i in chosen
+            for i in trained
         ]
         c = self.config
         train = sft.train(
@@ -260,9 +267,10 @@ class RAFT:
             progress=self.progress,
             optimizer=optimizer,
         )
-        picked = set(chosen)
+        picked, anchor_set = set(chosen), set(anchored)
         metrics = {
             "n_selected": len(chosen),
+            "n_anchors": len(anchored),
             "n_empty_prompts": empty_groups([r.prompt_index for r in rollouts], excluded),
             "n_skipped_prompts": len(self.skipped),
             "answer_miss/rate": sum(misses) / len(misses) if misses else 0.0,
@@ -274,11 +282,30 @@ class RAFT:
         }
         return StepResult(
             metrics=metrics,
-            per_sample=[{"selected": i in picked} for i in range(len(rollouts))],
-            selected=[
-                {"index": i, "train_tokens": len(examples[j].completion_ids)} for j, i in enumerate(chosen)
+            per_sample=[
+                {"selected": i in picked, **({"anchor": True} if i in anchor_set else {})}
+                for i in range(len(rollouts))
+            ],
+            selected=[  # everything trained on; anchors marked
+                {"index": i, "train_tokens": len(examples[j].completion_ids), "anchor": i in anchor_set}
+                for j, i in enumerate(trained)
             ],
         )
+
+    def anchors(
+        self, rollouts: Sequence[Rollout], blocked: Sequence[bool], chosen: Sequence[int]
+    ) -> list[int]:
+        """The anchors of this batch (anchors.py): for prompts with nothing chosen, the clean unhinted
+        sample with the smallest log π/π_ref, at most anchor_share × len(chosen) of them."""
+        from raftkit.algorithms import anchors
+
+        found = anchors.candidates(
+            rollouts, blocked, chosen, anchors.limit(len(chosen), self.config.anchor_share)
+        )
+        flat = [i for members in found.values() for i in members]
+        if not flat:
+            return []
+        return anchors.pick(found, dict(zip(flat, self.log_ratios(rollouts, flat), strict=True)))
 
     def regularise(
         self, rollouts: Sequence[Rollout], totals: list[float], excluded: Sequence[bool]
