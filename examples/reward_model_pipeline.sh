@@ -48,9 +48,10 @@ esac
 "$RAFTKIT" train-rm --dataset "$PAIRS" --model "$MODEL" --output "$OUT/rm" "${RM_ARGS[@]}"
 RM=$OUT/rm/model
 
-# 2. Align the policy to it (RAFT, the default algorithm); the held-out evaluation is step 3's.
+# 2. Align the policy to it (RAFT, the default algorithm); the held-out evaluation is step 3's. A neural
+#    reward on a 2-core CPU took over the default 60 s to score 256 completions, hence the longer timeout.
 "$RAFTKIT" align --model "$MODEL" --reward "reward_model:model=$RM" --explore-hint "$HINT" \
-  --heldout 0 --output "$OUT/align" "${ALIGN_ARGS[@]}"
+  --reward-timeout 600 --heldout 0 --output "$OUT/align" "${ALIGN_ARGS[@]}"
 
 # 3. Base and aligned model on the bundled held-out prompts: the RM's score, the emoji count beside it,
 #    and answer accuracy (answer_match over each prompt's accepted answers).
