@@ -26,17 +26,17 @@ def test_the_doctests_hold():
 def test_candidates_skip_served_prompts_hinted_and_blocked_samples():
     rs = _rollouts([(0, 0), (0, 1), (1, 0), (1, 1), (1, 0), (2, 0), (2, 0), (3, 1)])
     blocked = [False, False, False, False, True, True, True, False]
-    # prompt 0 was served (sample 1 chosen); prompt 2's plain samples are both blocked; prompt 3 has only
-    # a hinted sample: only prompt 1 can anchor, with its clean plain sample 2 (4 is blocked, 3 hinted).
-    assert anchors.candidates(rs, blocked, chosen=[1], limit=10) == {1: [2]}
+    # prompt 0 had something to select; prompt 2's plain samples are both blocked; prompt 3 has only a
+    # hinted sample: only prompt 1 can anchor, with its clean plain sample 2 (4 is blocked, 3 hinted).
+    assert anchors.candidates(rs, blocked, served={0}, limit=10) == {1: [2]}
 
 
 def test_candidates_keep_at_most_limit_prompts_in_batch_order():
     rs = _rollouts([(3, 0), (1, 0), (1, 0), (2, 0)])
-    assert anchors.candidates(rs, [False] * 4, chosen=[], limit=2) == {3: [0], 1: [1, 2]}
-    assert anchors.candidates(rs, [False] * 4, chosen=[], limit=0) == {}
+    assert anchors.candidates(rs, [False] * 4, served=set(), limit=2) == {3: [0], 1: [1, 2]}
+    assert anchors.candidates(rs, [False] * 4, served=set(), limit=0) == {}
     with pytest.raises(ValueError, match="one entry per sample"):
-        anchors.candidates(rs, [False], chosen=[], limit=1)
+        anchors.candidates(rs, [False], served=set(), limit=1)
 
 
 def test_limit_rounds_up_the_share_of_the_selected():

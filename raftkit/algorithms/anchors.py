@@ -14,25 +14,25 @@ pulls against what the selected samples teach (the emoji), so the cap sets the b
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from raftkit.rollouts import Rollout
 
 
 def candidates(
-    rollouts: Sequence[Rollout], blocked: Sequence[bool], chosen: Sequence[int], limit: int
+    rollouts: Sequence[Rollout], blocked: Sequence[bool], served: Collection[int], limit: int
 ) -> dict[int, list[int]]:
-    """The anchor candidates of at most ``limit`` prompts, in batch order: for each prompt none of whose
-    samples was chosen, the indices of its unhinted samples that are not ``blocked`` (dropped or hit by a
-    filter). Hinted samples never anchor: they answer another prompt than the one they would be trained on.
+    """The anchor candidates of at most ``limit`` prompts, in batch order: for each prompt not in
+    ``served`` (the prompts that had a sample RAFT could select), the indices of its unhinted samples that
+    are not ``blocked`` (dropped or hit by a filter). Hinted samples never anchor: they answer another
+    prompt than the one they would be trained on.
 
     >>> rs = [Rollout(g, "q", "a", [1], [0.0], hinted=h) for g, h in [(0, 0), (0, 1), (1, 0), (1, 0), (2, 0)]]
-    >>> candidates(rs, [False, False, True, False, False], chosen=[4], limit=5)
+    >>> candidates(rs, [False, False, True, False, False], served={2}, limit=5)
     {0: [0], 1: [3]}
     """
     if len(rollouts) != len(blocked):
         raise ValueError("rollouts and blocked must have one entry per sample")
-    served = {rollouts[i].prompt_index for i in chosen}
     found: dict[int, list[int]] = {}
     for i, r in enumerate(rollouts):
         if r.prompt_index not in served and not r.hinted and not blocked[i]:

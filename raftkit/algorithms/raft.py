@@ -240,7 +240,7 @@ class RAFT:
         if self.config.rank_beta > 0:  # what the penalty changed, under the configured ranking
             unpenalised = set(self.select(rollouts, scores.total, excluded))
             rank_metrics["rank/changed_prompts"] = len(unpenalised.symmetric_difference(chosen)) / 2
-        anchored = self.anchors(rollouts, ineligible(scores), chosen)
+        anchored = self.anchors(rollouts, ineligible(scores), excluded, len(chosen))
         trained = sorted([*chosen, *anchored])
         optimizer = self.optimizer()
         examples = [
@@ -293,14 +293,16 @@ class RAFT:
         )
 
     def anchors(
-        self, rollouts: Sequence[Rollout], blocked: Sequence[bool], chosen: Sequence[int]
+        self, rollouts: Sequence[Rollout], blocked: Sequence[bool], excluded: Sequence[bool], n_selected: int
     ) -> list[int]:
-        """The anchors of this batch (anchors.py): for prompts with nothing chosen, the clean unhinted
-        sample with the smallest log π/π_ref, at most anchor_share × len(chosen) of them."""
+        """The anchors of this batch (anchors.py): for prompts with no selectable sample, the clean unhinted
+        sample with the smallest log π/π_ref, at most anchor_share × n_selected of them. (With --ranking top
+        a prompt whose samples merely ranked low is not anchored: it had something to select.)"""
         from raftkit.algorithms import anchors
 
+        served = {r.prompt_index for r, out in zip(rollouts, excluded, strict=True) if not out}
         found = anchors.candidates(
-            rollouts, blocked, chosen, anchors.limit(len(chosen), self.config.anchor_share)
+            rollouts, blocked, served, anchors.limit(n_selected, self.config.anchor_share)
         )
         flat = [i for members in found.values() for i in members]
         if not flat:
