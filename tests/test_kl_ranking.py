@@ -62,6 +62,29 @@ def test_log_ratios_are_zero_at_the_start_and_match_a_manual_sum_after_drift(tin
     assert log_ratios(drifted, reference, examples, micro_batch_size=2) == pytest.approx(want, abs=1e-4)
 
 
+def test_shared_prompt_logprobs_equal_the_full_forward(tiny_policy):
+    """Samples of one prompt share its forward pass; the sums must be those of running every sample
+    whole: ragged completions, two prompts interleaved, groups split by the micro-batch, an empty one."""
+    import doctest
+
+    from raftkit.algorithms import shared_prompt
+    from raftkit.algorithms.dpo import sequence_logprobs
+
+    assert doctest.testmod(shared_prompt).failed == 0
+    model = copy.deepcopy(tiny_policy.model)
+    with torch.no_grad():
+        model.get_output_embeddings().weight.mul_(8.0)  # far from uniform, so errors would show
+    a, b = [1, 5, 9, 14], [1, 4]
+    examples = [Example(a, [12, 7, 3]), Example(b, [8, 8, 8, 2, 6]), Example(a, [30]),
+                Example(a, [12, 7, 3, 3, 3, 9]), Example(b, [6, 2]), Example(a, [])]
+    with torch.no_grad():
+        full = sequence_logprobs(model, examples[:5], pad_id=0).tolist() + [0.0]
+    assert min(abs(v) for v in full[:5]) > 0.5
+    for size in (1, 2, 8):
+        got = shared_prompt.shared_prompt_logprobs(model, examples, pad_id=0, micro_batch_size=size)
+        assert got.tolist() == pytest.approx(full, abs=1e-4)
+
+
 def test_raft_with_rank_beta_prefers_the_sample_the_policy_has_not_drifted_to(tiny_policy):
     """Two samples of one prompt, both keep the answer; the policy (not the reference) was made to like
     the emoji-rich one. Plain ranking picks it for its reward; with rank_beta the other one wins."""

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -153,13 +156,29 @@ def test_mlflow_sqlite_store(tmp_path, monkeypatch):
     assert run.info.artifact_uri.startswith(str(tmp_path / "mlruns"))
 
 
-def test_trackio_local(tmp_path, monkeypatch):
-    trackio = pytest.importorskip("trackio",
-                                  reason="trackio is not installed (pip install 'raftkit[trackio]')")
-    monkeypatch.setenv("TRACKIO_DIR", str(tmp_path / "trackio"))
-    monkeypatch.setenv("TRACKIO_PROJECT", "raftkit-test")
-    _report(["trackio"], tmp_path / "run")
-    assert trackio  # logged without error into the local store
+def test_trackio_local(tmp_path):
+    """Metrics reach trackio's local SQLite store and read back through trackio's own storage API. In a
+    subprocess: trackio reads TRACKIO_DIR once, when it is first imported."""
+    pytest.importorskip("trackio", reason="trackio is not installed (pip install 'raftkit[trackio]')")
+    script = f"""
+import json
+from pathlib import Path
+from raftkit.runs.trackers import Trackers
+t = Trackers(["trackio"], Path({str(tmp_path / "run")!r}), {{"algo": "raft"}})
+t.log_metrics(1, {METRICS!r})
+t.log_samples(1, {RECORDS!r})
+t.log_metrics(2, {{**{METRICS!r}, "iteration": 2, "reward/length/mean": 0.75}})
+t.close()
+from trackio.sqlite_storage import SQLiteStorage
+print(json.dumps(SQLiteStorage.get_logs("raftkit-test", "run"), default=str))
+"""
+    env = {**os.environ, "TRACKIO_DIR": str(tmp_path / "trackio"), "TRACKIO_PROJECT": "raftkit-test"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    logs = [row for row in json.loads(done.stdout.splitlines()[-1]) if "reward/length/mean" in row]
+    assert [(row["step"], row["reward/length/mean"]) for row in logs] == [(1, 0.25), (2, 0.75)]
+    assert (tmp_path / "trackio" / "raftkit-test.db").exists()
 
 
 @pytest.mark.slow

@@ -34,15 +34,16 @@ def log_ratios(
     """log π(completion | prompt) − log π_ref(completion | prompt) per example, summed over its tokens.
 
     ``reference`` is the frozen starting model; None with LoRA, where the policy with its adapters off is
-    the starting model.
+    the starting model. Each distinct prompt runs once per micro-batch of its samples (shared_prompt.py).
     """
-    from raftkit.algorithms.dpo import reference_logprobs, sequence_logprobs
+    from raftkit.algorithms.shared_prompt import shared_prompt_logprobs
 
     pad_id = policy.tokenizer.pad_token_id if policy.tokenizer.pad_token_id is not None else 0
-    out: list[float] = []
-    for start in range(0, len(examples), micro_batch_size):
-        part = examples[start : start + micro_batch_size]
-        with torch.no_grad(), policy.autocast():
-            current = sequence_logprobs(policy.model, part, pad_id).float()
-        out.extend((current - reference_logprobs(policy, reference, part, pad_id)).tolist())
-    return out
+    with policy.autocast():
+        current = shared_prompt_logprobs(policy.model, examples, pad_id, micro_batch_size)
+        if reference is not None:
+            start = shared_prompt_logprobs(reference, examples, pad_id, micro_batch_size)
+        else:
+            with policy.model.disable_adapter():
+                start = shared_prompt_logprobs(policy.model, examples, pad_id, micro_batch_size)
+    return (current - start).tolist()
