@@ -5,25 +5,32 @@ same order: 8 prompts x 4 generations per optimiser step, 32 new tokens, tempera
 lr 1e-5 decaying linearly to 0, loss dapo, advantages scaled by the group std, epsilon 0.2.
 
 TRL as DESIGN.md measured it: per_device_train_batch_size=8 with gradient_accumulation_steps=4 (TRL
-counts completions, so one step is 32 completions = 8 prompts x 4), bf16 autocast over fp32 weights,
-gradient checkpointing on (its default), HF generate for sampling (use_vllm=False).
-raftkit: its vLLM sampler (in-process, weights synced in place), bf16 autocast over fp32 weights.
+counts completions, so one step is 32 completions = 8 prompts x 4), gradient checkpointing on (its
+default), HF generate for sampling (use_vllm=False).
+raftkit: its vLLM sampler (in-process, weights synced in place).
+Both: bf16 autocast over fp32 weights where the hardware has native bf16 (raftkit.policy.bf16_supported),
+fp32 elsewhere; on a CPU without it, bf16 is emulated and TRL's step took 566 s instead of about 40.
 
     .venv/bin/python benchmarks/grpo_vs_trl.py                # 1 warm-up + 4 timed steps each
     .venv/bin/python benchmarks/grpo_vs_trl.py --only raftkit --steps 8
 
-Prints the median seconds per step of each, their ratio, where raftkit's time goes, and the reward means
-per step of both (do the rewards move as well?).
+Prints the median seconds per step of each, their ratio, where raftkit's time goes, the reward means
+per step of both (do the rewards move as well?), and memory: each trainer runs in its own process, so
+each peak RSS is its own, with the resident memory after each stage of set-up (docs/performance.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
+import json
 import os
 import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -35,6 +42,12 @@ REWARDS = ["emoji", "length"]
 
 def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1 << 20)
+
+
+def rss_gib() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / (1 << 30)
 
 
 def prompt_batches(steps: int) -> list[list[Any]]:
@@ -56,10 +69,13 @@ def run_raftkit(batches: list[list[Any]], sampler_kind: str, micro_batch_size: i
     from raftkit.rollouts import Batch
     from raftkit.sampling.sampler import SamplingParams, make_sampler
 
+    stages = {"imports": rss_gib()}
     torch.manual_seed(0)
     policy = Policy()
+    stages["+ policy (fp32)"] = rss_gib()
     engine_kwargs = {"kv_cache_gib": 1.0} if sampler_kind == "vllm" else {}
     sampler = make_sampler(sampler_kind, policy.path, seed=0, **engine_kwargs)
+    stages["+ sampler (engine, KV cache)"] = rss_gib()
     stack = RewardStack.build(REWARDS)
     sampling = SamplingParams(temperature=TEMPERATURE, max_new_tokens=NEW_TOKENS)
     algo = GRPO(policy, GRPOConfig(beta=BETA, micro_batch_size=micro_batch_size), lr=LR,
@@ -75,6 +91,8 @@ def run_raftkit(batches: list[list[Any]], sampler_kind: str, micro_batch_size: i
             t2 = time.perf_counter()
             result = algo.update(batch, rollouts, scores, it)
             t3 = time.perf_counter()
+            if it == 0:
+                stages["+ first step (reference, gradients, AdamW states, activations freed)"] = rss_gib()
             sampler.sync(policy.weights())
             t4 = time.perf_counter()
             m = result.metrics
@@ -93,7 +111,7 @@ def run_raftkit(batches: list[list[Any]], sampler_kind: str, micro_batch_size: i
                   f"emoji {step['reward/emoji']:.3f} length {step['reward/length']:.3f}", flush=True)
     finally:
         sampler.close()
-    return {"steps": steps, "peak_rss_gib": peak_rss_gib()}
+    return {"steps": steps, "peak_rss_gib": peak_rss_gib(), "stages": stages}
 
 
 # --------------------------------------------------------------------------- TRL
@@ -107,8 +125,10 @@ def run_trl(batches: list[list[Any]]) -> dict[str, Any]:
     from trl import GRPOTrainer
 
     from raftkit.models import default_model_path
+    from raftkit.policy import bf16_supported
     from raftkit.rewards import RewardStack
 
+    stages = {"imports": rss_gib()}
     torch.manual_seed(0)
     stack = RewardStack.build(REWARDS)
     reward_funcs = [e.fn for e in stack.rewards]  # raftkit's configured rewards are TRL reward functions
@@ -121,8 +141,8 @@ def run_trl(batches: list[list[Any]]) -> dict[str, Any]:
         max_steps=len(batches), per_device_train_batch_size=PROMPTS_PER_STEP, gradient_accumulation_steps=K,
         num_generations=K, max_completion_length=NEW_TOKENS, temperature=TEMPERATURE, beta=BETA,
         learning_rate=LR, lr_scheduler_type="linear", loss_type="dapo", scale_rewards="group", epsilon=0.2,
-        bf16=True, use_cpu=not torch.cuda.is_available(), gradient_checkpointing=True, use_vllm=False,
-        shuffle_dataset=False, seed=0,
+        bf16=bf16_supported(), use_cpu=not torch.cuda.is_available(), gradient_checkpointing=True,
+        use_vllm=False, shuffle_dataset=False, seed=0,
         disable_tqdm=True, dataloader_num_workers=0,
     )
 
@@ -134,9 +154,12 @@ def run_trl(batches: list[list[Any]]) -> dict[str, Any]:
 
         def on_step_end(self, args, state, control, **kwargs):
             times.append(time.perf_counter() - self.start)
+            if len(times) == 1:
+                stages["+ first step (reference, gradients, AdamW states, activations freed)"] = rss_gib()
 
     trainer = GRPOTrainer(model=model_path, reward_funcs=reward_funcs, args=args, train_dataset=dataset,
                           processing_class=tokenizer, callbacks=[StepTimer()])
+    stages["+ trainer (policy, reference)"] = rss_gib()
     trainer.train()
     logs = [h for h in trainer.state.log_history if "reward" in h]
     steps = []
@@ -147,7 +170,7 @@ def run_trl(batches: list[list[Any]]) -> dict[str, Any]:
                       "reward/total": h.get("reward", float("nan")), "kl": h.get("kl", float("nan"))})
         print(f"trl step {i}: {t:.2f} s emoji {steps[-1]['reward/emoji']:.3f} "
               f"length {steps[-1]['reward/length']:.3f}", flush=True)
-    return {"steps": steps, "peak_rss_gib": peak_rss_gib()}
+    return {"steps": steps, "peak_rss_gib": peak_rss_gib(), "stages": stages}
 
 
 # --------------------------------------------------------------------------- report
@@ -167,7 +190,7 @@ def report(results: dict[str, dict[str, Any]], warmup: int) -> None:
     for name in results:
         table.add_column(name, justify="right")
     table.add_row("median s / step", *(f"{medians[n]:.2f}" for n in results))
-    table.add_row("peak RSS (GiB, process)", *(f"{results[n]['peak_rss_gib']:.1f}" for n in results))
+    table.add_row("peak RSS (GiB, own process)", *(f"{results[n]['peak_rss_gib']:.2f}" for n in results))
     for key in ("reward/emoji", "reward/length", "reward/total", "kl"):
         table.add_row(f"{key} per step", *(" ".join(f"{s[key]:.3f}" for s in results[n]["steps"])
                                            for n in results))
@@ -177,9 +200,14 @@ def report(results: dict[str, dict[str, Any]], warmup: int) -> None:
         parts = ("sample", "score", "ref_logprobs", "forward", "backward", "optimizer", "sync")
         console.print("raftkit, median seconds per step: " + ", ".join(
             f"{p} {statistics.median(s[p] for s in timed):.2f}" for p in parts))
+    for name, res in results.items():
+        stages = ", ".join(f"{stage} {gib:.2f}" for stage, gib in res["stages"].items())
+        console.print(f"{name}, resident GiB after each stage: {stages}; peak {res['peak_rss_gib']:.2f}")
     if len(medians) == 2:
         ratio = medians["raftkit"] / medians["trl"]
-        console.print(f"raftkit / TRL time per step: [bold]{ratio:.2f}[/bold] (goal <= 0.5)")
+        memory = results["raftkit"]["peak_rss_gib"] / results["trl"]["peak_rss_gib"]
+        console.print(f"raftkit / TRL time per step: [bold]{ratio:.2f}[/bold] (goal <= 0.25); "
+                      f"peak RSS: [bold]{memory:.2f}[/bold] (goal <= 0.5)")
 
 
 def main() -> None:
@@ -188,15 +216,28 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     ap.add_argument("--only", choices=["raftkit", "trl"], help="run one side only")
     ap.add_argument("--sampler", choices=["vllm", "hf"], default="vllm", help="raftkit's sampler")
-    ap.add_argument("--micro-batch-size", type=int, default=32, help="raftkit's sequences per forward")
+    ap.add_argument("--micro-batch-size", type=int, default=8, help="raftkit's sequences per forward")
+    ap.add_argument("--json-out", help="write one side's results to this JSON file (with --only)")
     args = ap.parse_args()
     batches = prompt_batches(args.warmup + args.steps)
+    if args.only:
+        run = run_raftkit(batches, args.sampler, args.micro_batch_size) if args.only == "raftkit" else (
+            run_trl(batches))
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(run))
+        else:
+            report({args.only: run}, args.warmup)
+        return
+    # Each side in its own process: a process's peak RSS is the largest it ever was, so running both in
+    # one process would charge the first one's peak to the second.
     results: dict[str, dict[str, Any]] = {}
-    if args.only in (None, "raftkit"):
-        results["raftkit"] = run_raftkit(batches, args.sampler, args.micro_batch_size)
-        gc.collect()
-    if args.only in (None, "trl"):
-        results["trl"] = run_trl(batches)
+    with tempfile.TemporaryDirectory() as tmp:
+        for side in ("raftkit", "trl"):
+            out = Path(tmp) / f"{side}.json"
+            subprocess.run([sys.executable, __file__, "--only", side, "--json-out", str(out), "--steps",
+                            str(args.steps), "--warmup", str(args.warmup), "--sampler", args.sampler,
+                            "--micro-batch-size", str(args.micro_batch_size)], check=True)
+            results[side] = json.loads(out.read_text())
     report(results, args.warmup)
 
 

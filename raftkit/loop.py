@@ -40,7 +40,7 @@ from raftkit.runs.checkpoint import (
     save_model,
     set_rng_state,
 )
-from raftkit.runs.metrics import iteration_metrics, rollout_records, summary_line
+from raftkit.runs.metrics import iteration_metrics, peak_rss_gib, rollout_records, summary_line
 from raftkit.runs.trackers import Trackers
 
 
@@ -426,6 +426,7 @@ def run(
                 }
             )
             metrics["time/iteration"] = time.perf_counter() - t0
+            metrics["memory/peak_rss_gib"] = peak_rss_gib()
             metrics = _json_safe(metrics)
             writer.write_metrics(iteration, metrics)  # before the checkpoint that covers this iteration
             if iteration % cfg.save_every == 0 or iteration == cfg.iterations:

@@ -81,6 +81,9 @@ def test_align_writes_a_complete_run_and_resumes_after_a_kill(tiny_model_path, t
         "n_selected",
     ):
         assert key in metrics[0], key
+    # a process that imported torch holds well over 0.1 GiB; a peak never shrinks; KiB read as bytes or
+    # the reverse would be off by 1024x
+    assert 0.1 < metrics[0]["memory/peak_rss_gib"] <= metrics[1]["memory/peak_rss_gib"] < 64
     rollouts = list(read_jsonl(run / "iterations" / "000001" / "rollouts.jsonl"))
     assert len(rollouts) == 4  # 2 prompts x k=2
     assert sum(r["hinted"] for r in rollouts) == 2  # explore share 0.5 with the auto hint

@@ -78,7 +78,7 @@ def test_shared_prompt_logprobs_equal_the_full_forward(tiny_policy):
     examples = [Example(a, [12, 7, 3]), Example(b, [8, 8, 8, 2, 6]), Example(a, [30]),
                 Example(a, [12, 7, 3, 3, 3, 9]), Example(b, [6, 2]), Example(a, [])]
     with torch.no_grad():
-        full = sequence_logprobs(model, examples[:5], pad_id=0).tolist() + [0.0]
+        full = [*sequence_logprobs(model, examples[:5], pad_id=0).tolist(), 0.0]
     assert min(abs(v) for v in full[:5]) > 0.5
     for size in (1, 2, 8):
         got = shared_prompt.shared_prompt_logprobs(model, examples, pad_id=0, micro_batch_size=size)

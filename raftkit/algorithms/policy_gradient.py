@@ -68,7 +68,7 @@ class PolicyGradientConfig:
     """Share of the optimiser steps spent warming the learning rate up; it then decays linearly to 0."""
     max_grad_norm: float = 1.0
     """Clip the gradient to this global norm (0: no clipping)."""
-    micro_batch_size: int = 32
+    micro_batch_size: int = 8
     """Sequences per forward/backward pass; gradients are accumulated over the whole batch."""
     is_correction: Literal["none", "token_truncate", "token_mask", "sequence_truncate", "sequence_mask"] = (
         "token_truncate"

@@ -7,6 +7,7 @@ Keys are flat and grouped by prefix (``reward/<name>/...``, ``filter/<name>/rate
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,16 @@ from raftkit.evaluate import ANSWER_COLUMN
 from raftkit.rewards import Scores
 from raftkit.rollouts import Batch, Rollout
 from raftkit.text import distinct_n
+
+
+def peak_rss_gib() -> float | None:
+    """The process's largest resident memory so far, in GiB (None where the OS does not say)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1 << 30) if sys.platform == "darwin" else peak / (1 << 20)  # bytes there, KiB on Linux
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
