@@ -82,12 +82,6 @@ class StepMemory:
             self.mib = (peak - self.start) / 1024
 
 
-def process_peak_gib() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1 << 20)
-
-
 # --------------------------------------------------------------------------- the same data for both
 
 
@@ -246,8 +240,10 @@ RUNNERS = {"raftkit-dpo": run_raftkit_dpo, "trl-dpo": run_trl_dpo, "raftkit-ppo"
 
 
 def child(side: str, args: argparse.Namespace) -> None:
+    from raftkit.runs.metrics import peak_rss_gib
+
     result = RUNNERS[side](args)
-    result["process_peak_gib"] = process_peak_gib()
+    result["process_peak_gib"] = peak_rss_gib()
     Path(args.result).write_text(json.dumps(result))
 
 

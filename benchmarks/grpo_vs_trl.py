@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -38,10 +37,6 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
 PROMPTS_PER_STEP, K, NEW_TOKENS, TEMPERATURE, BETA, LR = 8, 4, 32, 0.9, 0.04, 1e-5
 REWARDS = ["emoji", "length"]
-
-
-def peak_rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1 << 20)
 
 
 def rss_gib() -> float:
@@ -67,6 +62,7 @@ def run_raftkit(batches: list[list[Any]], sampler_kind: str, micro_batch_size: i
     from raftkit.policy import Policy
     from raftkit.rewards import RewardStack
     from raftkit.rollouts import Batch
+    from raftkit.runs.metrics import peak_rss_gib
     from raftkit.sampling.sampler import SamplingParams, make_sampler
 
     stages = {"imports": rss_gib()}
@@ -127,6 +123,7 @@ def run_trl(batches: list[list[Any]]) -> dict[str, Any]:
     from raftkit.models import default_model_path
     from raftkit.policy import bf16_supported
     from raftkit.rewards import RewardStack
+    from raftkit.runs.metrics import peak_rss_gib
 
     stages = {"imports": rss_gib()}
     torch.manual_seed(0)

@@ -158,14 +158,14 @@ def load_reference(policy: Any) -> torch.nn.Module | None:
 
 @torch.no_grad()
 def reference_logprobs(policy: Any, reference: torch.nn.Module | None, examples: Sequence[Example],
-                       pad_id: int) -> Tensor:
-    """``sequence_logprobs`` under the starting model: ``reference``, or with LoRA (None) the policy with its
-    adapters off."""
+                       pad_id: int, forward: Callable[..., Tensor] = sequence_logprobs) -> Tensor:
+    """``forward(model, examples, pad_id)`` (default ``sequence_logprobs``) under the starting model:
+    ``reference``, or with LoRA (None) the policy with its adapters off."""
     with policy.autocast():
         if reference is not None:
-            return sequence_logprobs(reference, examples, pad_id).float()
+            return forward(reference, examples, pad_id).float()
         with policy.model.disable_adapter():
-            return sequence_logprobs(policy.model, examples, pad_id).float()
+            return forward(policy.model, examples, pad_id).float()
 
 
 class DPOUpdate:

@@ -9,6 +9,7 @@ push the drift further. At the first iteration π = π_ref and the ranking is th
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,14 +37,11 @@ def log_ratios(
     ``reference`` is the frozen starting model; None with LoRA, where the policy with its adapters off is
     the starting model. Each distinct prompt runs once per micro-batch of its samples (shared_prompt.py).
     """
+    from raftkit.algorithms.dpo import reference_logprobs
     from raftkit.algorithms.shared_prompt import shared_prompt_logprobs
 
     pad_id = policy.tokenizer.pad_token_id if policy.tokenizer.pad_token_id is not None else 0
+    forward = functools.partial(shared_prompt_logprobs, micro_batch_size=micro_batch_size)
     with policy.autocast():
-        current = shared_prompt_logprobs(policy.model, examples, pad_id, micro_batch_size)
-        if reference is not None:
-            start = shared_prompt_logprobs(reference, examples, pad_id, micro_batch_size)
-        else:
-            with policy.model.disable_adapter():
-                start = shared_prompt_logprobs(policy.model, examples, pad_id, micro_batch_size)
-    return (current - start).tolist()
+        current = forward(policy.model, examples, pad_id)
+    return (current - reference_logprobs(policy, reference, examples, pad_id, forward=forward)).tolist()
