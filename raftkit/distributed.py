@@ -236,7 +236,7 @@ def concat_scores(parts: Sequence[Any]) -> Any:
 # rate, a mean or already global (the algorithms reduce their losses): averaged over the equal shares.
 ADDITIVE = frozenset({
     "n_selected", "n_empty_prompts", "n_skipped_prompts", "trained_sequences", "zero_adv_groups_n",
-    "answer_miss/gated", "explore/hinted_tokens",
+    "explore/hinted_tokens",
 })
 
 

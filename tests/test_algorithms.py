@@ -12,7 +12,8 @@ import torch
 from test_grpo import PROMPT, _alone, _group, _policy
 
 from raftkit import algorithms, hookspecs
-from raftkit.algorithms.grpo import GRPO, GRPOConfig, starved_share
+from raftkit.algorithms.grpo import GRPO, GRPOConfig, answer_gated_advantages, starved_share
+from raftkit.algorithms.losses import group_advantages
 from raftkit.algorithms.raftpp import RAFTpp, RAFTppConfig
 from raftkit.algorithms.reinforce_rej import ReinforceRej, ReinforceRejConfig, tied_prompts
 from raftkit.rewards import Scores
@@ -160,20 +161,49 @@ def test_raftpp_never_selects_a_sample_that_lost_the_answer(tiny_model_path):
 # --------------------------------------------------------------------------- GRPO: answer gate, exploration
 
 
-def test_grpo_answer_gate_blocks_only_positive_advantages(tiny_model_path):
+def test_grpo_answer_gate_pushes_misses_down_and_ranks_the_answers_among_themselves(tiny_model_path):
     policy = _policy(tiny_model_path)
-    rollouts, scores = _group([[300], [400], [500]], [3.0, 1.0, 0.0])
-    for r, text in zip(rollouts, ("Lyon 😊", "Paris", "Lyon"), strict=True):
+    rollouts, scores = _group([[300], [400], [500], [600]], [3.0, 1.0, 0.0, -2.0])
+    for r, text in zip(rollouts, ("Lyon 😊", "Paris", "Paris!", "Lyon"), strict=True):
         r.completion = text
     batch = Batch(["capital of France?"], columns={"answers": [["Paris"]]})
-    algo = _make(GRPO, GRPOConfig(beta=0.0, scale_rewards="none", is_correction="none"), policy, k=3)
+    algo = _make(GRPO, GRPOConfig(beta=0.0, scale_rewards="none", is_correction="none"), policy, k=4)
     target = algo.targets(batch, rollouts, scores)
-    # Means 4/3: raw advantages (5/3, -1/3, -4/3). Sample 0 lost the answer: its +5/3 becomes 0; sample 2
-    # lost it too, but a push down is allowed.
-    assert target.advantages.tolist() == pytest.approx([0.0, -1 / 3, -4 / 3])
-    assert target.metrics["answer_miss/gated"] == 1
-    off = _make(GRPO, GRPOConfig(beta=0.0, scale_rewards="none", keep_answers=False), policy, k=3)
-    assert off.targets(batch, rollouts, scores).advantages[0] == pytest.approx(5 / 3)
+    # Keeping the answer (0, 1, 1, 0) against its mean 1/2: (-1/2, 1/2, 1/2, -1/2); the rewards among the
+    # two answers (1, 0) against theirs: (0, 1/2, -1/2, 0). The miss with reward 3 is pushed down, not up.
+    assert target.advantages.tolist() == pytest.approx([-0.5, 1.0, 0.0, -0.5])
+    assert target.metrics["answer_miss/rate"] == 0.5
+    off = _make(GRPO, GRPOConfig(beta=0.0, scale_rewards="none", keep_answers=False), policy, k=4)
+    assert off.targets(batch, rollouts, scores).advantages.tolist() == pytest.approx([2.5, 0.5, -0.5, -2.5])
+
+
+def test_grpo_never_pushes_a_hinted_sample_down(tiny_model_path):
+    rollouts, scores = _group([[300], [400], [500], [600]], [1.0, 0.0, 3.0, 0.5])
+    for r, text, hinted in zip(rollouts, ("Paris", "Lyon", "Paris 😊", "Paris."), (False, False, True, True),
+                               strict=True):
+        r.completion, r.hinted = text, hinted
+    batch = Batch(["capital of France?"], columns={"answers": [["Paris"]]})
+    algo = _make(GRPO, GRPOConfig(beta=0.0, scale_rewards="none", is_correction="none"),
+                 _policy(tiny_model_path), k=4)
+    # Keeping the answer (1, 0, 1, 1): (1/4, -3/4, 1/4, 1/4); the rewards among the answers (1, 3, 0.5),
+    # mean 1.5: (-1/2, 0, 3/2, -1). Sums (-1/4, -3/4, 7/4, -3/4): the hinted -3/4 becomes 0, the plain
+    # ones keep theirs.
+    advantages = algo.targets(batch, rollouts, scores).advantages
+    assert advantages.tolist() == pytest.approx([-0.25, -0.75, 1.75, 0.0])
+
+
+def test_answer_gated_advantages_by_hand():
+    nan = float("nan")
+    rewards = torch.tensor([[2.0, 1.0, 0.0, nan]], dtype=torch.float64)  # the last sample was dropped
+    misses = torch.tensor([[False, False, True, False]])
+    # kept (1, 1, 0): mean 2/3, Bessel std sqrt(1/3); among the answers (2, 1): mean 3/2, std sqrt(1/2).
+    keep = [1 / 3 / (math.sqrt(1 / 3) + 1e-4)] * 2 + [-2 / 3 / (math.sqrt(1 / 3) + 1e-4)]
+    among = [0.5 / (math.sqrt(0.5) + 1e-4), -0.5 / (math.sqrt(0.5) + 1e-4), 0.0]
+    expected = [keep[0] + among[0], keep[1] + among[1], keep[2], 0.0]
+    assert answer_gated_advantages(rewards, misses)[0].tolist() == pytest.approx(expected, rel=1e-5)
+    # No misses: plain GRPO advantages.
+    none = torch.zeros_like(misses)
+    torch.testing.assert_close(answer_gated_advantages(rewards, none), group_advantages(rewards))
 
 
 def _hinted_group(own_emoji, hinted_emoji):

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from raftkit import distributed
 from raftkit.algorithms.explore import hinted_count
-from raftkit.algorithms.losses import SCALES, constant_groups, group_advantages
+from raftkit.algorithms.losses import SCALES, group_advantages
 from raftkit.algorithms.policy_gradient import (
     PolicyGradient,
     PolicyGradientConfig,
@@ -78,6 +78,34 @@ def reward_groups(rollouts: list[Rollout], scores: Scores) -> tuple[Tensor, list
             if not scores.dropped[i] and not unscorable[i]:
                 rewards[g, j] = scores.total[i]
     return rewards, groups
+
+
+def per_group(values: list[bool], groups: list[list[int]], shape: tuple[int, ...]) -> Tensor:
+    """Per-group bools [groups, width] from per-rollout ones (False where a group has no sample)."""
+    out = torch.zeros(shape, dtype=torch.bool)
+    for g, idx in enumerate(groups):
+        for j, i in enumerate(idx):
+            out[g, j] = values[i]
+    return out
+
+
+def answer_gated_advantages(rewards: Tensor, misses: Tensor, scale: str = "group") -> Tensor:
+    """GRPO's advantages under the answer gate, for rewards ``[b, k]`` (NaN: outside the group) and
+    ``misses`` (bool ``[b, k]``: the sample lost its prompt's accepted answer).
+
+    Two group advantages, added: keeping the answer (1 for a sample that answers, 0 for a miss) against
+    the group, and the rewards *among the samples that answer* (misses left out, advantage 0 there). A miss
+    is pushed down for losing the answer and never up for its rewards; a sample that answers and carries
+    an emoji beats one that answers without. With no misses it is plain ``group_advantages``.
+
+    >>> r = torch.tensor([[3.0, 1.0, 0.0, -2.0]])
+    >>> miss = torch.tensor([[True, False, False, True]])
+    >>> [round(a, 3) for a in answer_gated_advantages(r, miss, "none")[0].tolist()]
+    [-0.5, 1.0, 0.0, -0.5]
+    """
+    kept = torch.where(torch.isnan(rewards), rewards, (~misses).to(rewards.dtype))
+    among = torch.where(misses, torch.full_like(rewards, float("nan")), rewards)
+    return group_advantages(kept, scale) + group_advantages(among, scale)
 
 
 def scatter(values: Tensor, groups: list[list[int]], n: int) -> Tensor:
@@ -137,18 +165,19 @@ class GRPO(PolicyGradient):
                                  "turns it off")
 
     def targets(self, batch: Batch, rollouts: list[Rollout], scores: Scores) -> Targets:
-        rewards, groups = reward_groups(rollouts, scores)
-        flat = constant_groups(rewards) if groups else torch.zeros(0, dtype=torch.bool)
-        advantages = scatter(group_advantages(rewards, self.config.scale_rewards), groups, len(rollouts))
         misses = answer_misses(rollouts, batch) if self.config.keep_answers else [False] * len(rollouts)
-        # A sample that lost the answer is never pushed up; pushing it down is still allowed.
-        gated = [i for i, miss in enumerate(misses) if miss and advantages[i] > 0]
-        advantages[gated] = 0.0
+        rewards, groups = reward_groups(rollouts, scores)
+        gated = answer_gated_advantages(rewards, per_group(misses, groups, rewards.shape),
+                                        self.config.scale_rewards)
+        flat = (gated == 0).all(dim=1)  # no signal in the group: neither the answers nor the rewards differ
+        advantages = scatter(gated, groups, len(rollouts))
+        # A hinted sample shows the policy what to do; it is never pushed down. Under the plain prompt its
+        # tokens are already unlikely, and pushing them lower unlearns what the hint brought (docs/grpo.md).
+        advantages[torch.tensor([r.hinted for r in rollouts], dtype=torch.bool) & (advantages < 0)] = 0.0
         metrics = {
             "zero_adv_groups": float(flat.float().mean()) if len(flat) else 0.0,
             "zero_adv_groups_n": float(flat.sum()),
             "answer_miss/rate": sum(misses) / max(len(misses), 1),
-            "answer_miss/gated": float(len(gated)),
             "explore/hinted_k": float(self.n_hinted),
         }
         if self.max_hinted:

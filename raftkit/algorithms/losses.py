@@ -141,11 +141,17 @@ def importance_weights(old_logp: Tensor, behaviour_logp: Tensor, hinted: Tensor,
     ...                        torch.tensor([True]))
     >>> [round(v, 4) for v in w.rho[0].tolist()], [round(v, 4) for v in w.weight[0].tolist()]
     ([0.5, 2.0], [0.5, 1.0])
+    >>> importance_weights(torch.zeros(1, 1), torch.full((1, 1), float("nan")), torch.tensor([True])).weight
+    tensor([[1.]])
     """
     if cap <= 0 or not 0 <= floor <= cap:
         raise ValueError(f"need 0 <= floor <= cap and cap > 0, got floor={floor}, cap={cap}")
     rows = hinted.bool().unsqueeze(1)
-    log_rho = torch.where(rows, old_logp.float() - behaviour_logp.float(), torch.zeros_like(old_logp).float())
+    # NaN: the sampler reported no log-prob for the token. Its ratio is unknown, so it is taken as 1 (no
+    # correction) rather than letting a NaN weight poison the whole update.
+    known = rows & ~torch.isnan(behaviour_logp)
+    zero = torch.zeros_like(old_logp).float()
+    log_rho = torch.where(known, old_logp.float() - behaviour_logp.float(), zero)
     weight = torch.where(rows, torch.exp(log_rho).clamp(min=floor, max=cap), torch.ones_like(log_rho))
     return ImportanceWeights(weight=weight, log_rho=log_rho)
 

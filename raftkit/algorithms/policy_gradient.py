@@ -84,8 +84,9 @@ class PolicyGradientConfig:
     """Share of each prompt's k samples drawn with the exploration hint (GRPO: the most, see
     --explore-adaptive)."""
     keep_answers: bool = True
-    """Where a prompt has accepted answers (the answer column), a sample that contains none never gets a
-    positive advantage: the update may push it down, never up."""
+    """Where a prompt has accepted answers (the answer column), a sample that contains none is never pushed
+    up: GRPO pushes it down for losing the answer and ranks the rewards among the samples that answer;
+    RAFT++ never selects it."""
 
     def __post_init__(self) -> None:
         if self.beta < 0 or not math.isfinite(self.beta):
