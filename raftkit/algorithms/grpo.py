@@ -70,22 +70,19 @@ def reward_groups(rollouts: list[Rollout], scores: Scores) -> tuple[Tensor, list
     for i, r in enumerate(rollouts):
         members[r.prompt_index].append(i)
     groups = list(members.values())
-    width = max((len(g) for g in groups), default=0)
-    rewards = torch.full((len(groups), width), float("nan"), dtype=torch.float64)
     unscorable = scores.unscorable
-    for g, idx in enumerate(groups):
-        for j, i in enumerate(idx):
-            if not scores.dropped[i] and not unscorable[i]:
-                rewards[g, j] = scores.total[i]
-    return rewards, groups
+    totals = [float("nan") if scores.dropped[i] or unscorable[i] else scores.total[i]
+              for i in range(len(rollouts))]
+    return grouped(totals, groups, float("nan"), torch.float64), groups
 
 
-def per_group(values: list[bool], groups: list[list[int]], shape: tuple[int, ...]) -> Tensor:
-    """Per-group bools [groups, width] from per-rollout ones (False where a group has no sample)."""
-    out = torch.zeros(shape, dtype=torch.bool)
+def grouped(values: list[Any], groups: list[list[int]], fill: Any, dtype: torch.dtype) -> Tensor:
+    """Per-rollout values laid out as ``[groups, width]`` (width: the largest group), ``fill`` where a group
+    is shorter; ``scatter`` is its inverse."""
+    width = max((len(g) for g in groups), default=0)
+    out = torch.full((len(groups), width), fill, dtype=dtype)
     for g, idx in enumerate(groups):
-        for j, i in enumerate(idx):
-            out[g, j] = values[i]
+        out[g, : len(idx)] = torch.tensor([values[i] for i in idx], dtype=dtype)
     return out
 
 
@@ -167,7 +164,7 @@ class GRPO(PolicyGradient):
     def targets(self, batch: Batch, rollouts: list[Rollout], scores: Scores) -> Targets:
         misses = answer_misses(rollouts, batch) if self.config.keep_answers else [False] * len(rollouts)
         rewards, groups = reward_groups(rollouts, scores)
-        gated = answer_gated_advantages(rewards, per_group(misses, groups, rewards.shape),
+        gated = answer_gated_advantages(rewards, grouped(misses, groups, False, torch.bool),
                                         self.config.scale_rewards)
         flat = (gated == 0).all(dim=1)  # no signal in the group: neither the answers nor the rewards differ
         advantages = scatter(gated, groups, len(rollouts))
