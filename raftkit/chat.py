@@ -8,8 +8,13 @@ from raftkit.rollouts import Prompt
 
 
 def render_prompt(tokenizer: Any, prompt: Prompt) -> str:
-    """Chat messages go through the model's chat template (with the generation prompt); text stays as is."""
+    """Chat messages go through the model's chat template (with the generation prompt); text stays as is.
+
+    Messages ending with an assistant turn (``prefill``) render that turn open, so the model continues it.
+    """
     if isinstance(prompt, list):
+        if prompt and prompt[-1].get("role") == "assistant":
+            return tokenizer.apply_chat_template(prompt, tokenize=False, continue_final_message=True)
         return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
     return prompt
 
@@ -31,3 +36,17 @@ def with_hint(prompt: Prompt, hint: str) -> Prompt:
                 return messages
         return [*messages, {"role": "user", "content": hint.strip()}]
     return prompt + hint
+
+
+def prefill(prompt: Prompt, text: str) -> Prompt:
+    """The prompt with the start of the answer already written: an open assistant turn holding ``text``
+    (chat), or ``text`` appended (plain text). Sampling from it continues ``text``.
+
+    >>> prefill([{"role": "user", "content": "Capital of France?"}], "Paris.")[-1]
+    {'role': 'assistant', 'content': 'Paris.'}
+    >>> prefill("Q: Capital of France? A:", " Paris.")
+    'Q: Capital of France? A: Paris.'
+    """
+    if isinstance(prompt, list):
+        return [*(dict(m) for m in prompt), {"role": "assistant", "content": text}]
+    return prompt + text

@@ -87,6 +87,9 @@ def test_unknown_algo_is_a_config_error():
 def test_tied_prompts_by_hand():
     rollouts, scores = _two_prompts([[1]] * 4, [1.0, 0.0, 2.0, 2.0])
     assert tied_prompts(rollouts, scores) == {1}
+    # equal totals, but one sample lost the answer: the gate gives the other the advantage, not a tie
+    assert tied_prompts(rollouts, scores, [False, False, True, False]) == set()
+    assert tied_prompts(rollouts, scores, [True, True, True, True]) == {1}  # all missed: still tied
     scores.dropped[1] = True  # prompt 0 now has one scorable sample: no baseline, rejected too
     assert tied_prompts(rollouts, scores) == {0, 1}
 

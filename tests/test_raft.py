@@ -153,7 +153,7 @@ def test_only_prompts_without_any_sample_count_as_skipped():
 def test_raft_sample_mixes_hinted_samples_and_keeps_the_original_prompt():
     algo = RAFT(
         policy=None,
-        config=RaftConfig(explore_hint=" Use emojis.", explore_share=0.25),
+        config=RaftConfig(explore_hint=" Use emojis.", explore_share=0.25, explore_prefill=False),
         lr=1e-5,
         total_steps=1,
         k=4,
@@ -180,7 +180,8 @@ def test_raft_sample_mixes_hinted_samples_and_keeps_the_original_prompt():
 
 def test_raft_sample_with_an_even_split_uses_one_engine_call():
     algo = RAFT(
-        None, RaftConfig(explore_hint=" Hint.", explore_share=0.5), lr=1e-5, total_steps=1, k=4, sampling=None
+        None, RaftConfig(explore_hint=" Hint.", explore_share=0.5, explore_prefill=False), lr=1e-5,
+        total_steps=1, k=4, sampling=None,
     )
     sampler = _EchoSampler()
     rollouts = algo.sample(sampler, Batch(["Q0", "Q1"]), iteration=1)

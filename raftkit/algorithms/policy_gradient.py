@@ -83,6 +83,9 @@ class PolicyGradientConfig:
     explore_share: float = 0.5
     """Share of each prompt's k samples drawn with the exploration hint (GRPO: the most, see
     --explore-adaptive)."""
+    explore_prefill: bool = False
+    """Each hinted sample continues the first sentence of one of the prompt's own samples under the hint, so
+    the hint adds to the policy's answer instead of replacing it (explore.continue_own)."""
     keep_answers: bool = True
     """Where a prompt has accepted answers (the answer column), a sample that contains none is never pushed
     up: GRPO pushes it down for losing the answer and ranks the rewards among the samples that answer;
@@ -296,7 +299,8 @@ class PolicyGradient:
         if not self.n_hinted:
             self.skipped = []
             return sampler.generate(batch.prompts, self.k, self.sampling)
-        sampled = sample_with_hint(sampler, batch, self.k, self.n_hinted, self.hint, self.sampling)
+        sampled = sample_with_hint(sampler, batch, self.k, self.n_hinted, self.hint, self.sampling,
+                                   self.config.explore_prefill)
         self.skipped = sampled.skipped
         return sampled.rollouts
 

@@ -50,6 +50,9 @@ class RaftConfig:
     (length: 'Answer in one short sentence.', emoji: 'Use emojis 😊.'), '' turns exploration off."""
     explore_share: float = 0.5
     """Share of each prompt's k samples drawn with the exploration hint."""
+    explore_prefill: bool = True
+    """Each hinted sample continues the first sentence of one of the prompt's own samples under the hint, so
+    the hint adds to the policy's answer instead of replacing it (explore.continue_own)."""
     epochs_per_iteration: int = 2
     """Passes over the selected samples per iteration."""
     micro_batch_size: int = 8
@@ -213,7 +216,8 @@ class RAFT:
 
     # 1. sample: k - h plain samples and h hinted ones per prompt, regrouped prompt-major (see explore.py)
     def sample(self, sampler: Any, batch: Batch, iteration: int) -> list[Rollout]:
-        sampled = sample_with_hint(sampler, batch, self.k, self.n_hinted, self.hint, self.sampling)
+        sampled = sample_with_hint(sampler, batch, self.k, self.n_hinted, self.hint, self.sampling,
+                                   self.config.explore_prefill)
         self.skipped = sampled.skipped
         return sampled.rollouts
 

@@ -14,6 +14,7 @@ from typing import Literal
 
 from raftkit.algorithms.grpo import GRPO, GRPOConfig
 from raftkit.algorithms.policy_gradient import Targets
+from raftkit.algorithms.raft import answer_misses
 from raftkit.rewards import Scores
 from raftkit.rollouts import Batch, Rollout
 
@@ -38,7 +39,8 @@ class ReinforceRej(GRPO):
 
     def targets(self, batch: Batch, rollouts: list[Rollout], scores: Scores) -> Targets:
         target = super().targets(batch, rollouts, scores)
-        rejected = tied_prompts(rollouts, scores)
+        misses = answer_misses(rollouts, batch) if self.config.keep_answers else None
+        rejected = tied_prompts(rollouts, scores, misses)
         target.in_loss = [i for i in target.in_loss if rollouts[i].prompt_index not in rejected]
         # The normaliser counts only the prompts kept: the rejected ones are not part of the batch.
         target.sequences = sum(rollouts[i].prompt_index not in rejected for i in range(len(rollouts)))
@@ -46,22 +48,24 @@ class ReinforceRej(GRPO):
         return target
 
 
-def tied_prompts(rollouts: list[Rollout], scores: Scores) -> set[int]:
-    """Prompts whose scorable samples all have the same total (or fewer than two such samples).
+def tied_prompts(rollouts: list[Rollout], scores: Scores, misses: list[bool] | None = None) -> set[int]:
+    """Prompts whose scorable samples all have the same total (or fewer than two such samples). With
+    ``misses`` (the answer gate's: True where a sample lost its prompt's answer), samples tie only when
+    they also agree on keeping the answer, since the gate gives those that keep it the advantage.
 
     >>> from raftkit.rewards import Scores
     >>> rs = [Rollout(p, "x", "", [], []) for p in (0, 0, 1, 1)]
     >>> scores = Scores({"r": [1.0, 1.0, 0.0, 1.0]}, {"r": 1.0}, {}, [1, 1, 0, 1], [False] * 4)
-    >>> sorted(tied_prompts(rs, scores))
-    [0]
+    >>> sorted(tied_prompts(rs, scores)), sorted(tied_prompts(rs, scores, [False, True, False, False]))
+    ([0], [])
     """
-    totals: dict[int, set[float]] = {}
+    totals: dict[int, set[tuple[float, bool]]] = {}
     counts: dict[int, int] = {}
     unscorable = scores.unscorable
     for i, r in enumerate(rollouts):
         totals.setdefault(r.prompt_index, set())
         counts.setdefault(r.prompt_index, 0)
         if not scores.dropped[i] and not unscorable[i]:
-            totals[r.prompt_index].add(scores.total[i])
+            totals[r.prompt_index].add((scores.total[i], bool(misses and misses[i])))
             counts[r.prompt_index] += 1
     return {p for p, values in totals.items() if len(values) <= 1 or counts[p] < 2}

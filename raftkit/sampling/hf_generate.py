@@ -126,6 +126,7 @@ class HFSampler:
         from transformers import (
             GenerationConfig,
             LogitsProcessorList,
+            MinNewTokensLengthLogitsProcessor,
             TemperatureLogitsWarper,
             TopKLogitsWarper,
             TopPLogitsWarper,
@@ -140,6 +141,9 @@ class HFSampler:
         # (temperature 1, top-k 0, top-p 1): generate appends its warpers after custom processors, so a
         # recorder could not otherwise see the distribution the token is drawn from.
         processors: list[Any] = []
+        if params.min_new_tokens:
+            processors.append(MinNewTokensLengthLogitsProcessor(
+                width, params.min_new_tokens, self.tokenizer.eos_token_id, device=str(self.device)))
         if sample:
             if params.temperature != 1.0:
                 processors.append(TemperatureLogitsWarper(params.temperature))

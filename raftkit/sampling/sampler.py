@@ -44,6 +44,8 @@ class SamplingParams:
     """Keep only the k most likely tokens (0 = off)."""
     max_new_tokens: int = 64
     """Length limit of each completion, in tokens."""
+    min_new_tokens: int = 0
+    """The end-of-sequence token is not sampled before this many new tokens (its probability is 0)."""
     random_max_new_tokens: tuple[int, int] | None = None
     """Draw each sample's length limit uniformly from [lo, hi] (seed 003: [64, 128] reduced repetition)."""
     stop: list[str] = field(default_factory=list)
@@ -62,6 +64,9 @@ class SamplingParams:
             raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise ValueError(f"min_new_tokens must be between 0 and max_new_tokens={self.max_new_tokens}, "
+                             f"got {self.min_new_tokens}")
         if self.random_max_new_tokens is not None:
             lo, hi = self.random_max_new_tokens
             if not 1 <= lo <= hi:

@@ -141,6 +141,7 @@ class VLLMSampler:
                 top_p=params.top_p,
                 top_k=params.top_k if params.top_k > 0 else -1,
                 max_tokens=length,
+                min_tokens=min(params.min_new_tokens, length),
                 stop=list(params.stop) or None,
                 include_stop_str_in_output=True,  # raftkit cuts text, ids and log-probs together
                 logprobs=0,
