@@ -8,6 +8,9 @@ completions of the *original* prompt: ``prompt`` and ``prompt_ids`` are the orig
 keeps what was sampled from, and ``logprobs`` stay the sampler's, i.e. the behaviour distribution's
 (prompt + hint), which is what GRPO's importance correction needs (``losses.importance_weights``).
 RAFT needs no correction: it fine-tunes on selected samples whatever their source.
+
+With ``prefill`` (RAFT's default) a hinted sample continues the first sentence of one of the prompt's own
+samples instead (``continue_own``): the hint then adds to the policy's answer rather than replacing it.
 """
 
 from __future__ import annotations
