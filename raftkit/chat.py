@@ -10,7 +10,8 @@ from raftkit.rollouts import Prompt
 def render_prompt(tokenizer: Any, prompt: Prompt) -> str:
     """Chat messages go through the model's chat template (with the generation prompt); text stays as is.
 
-    Messages ending with an assistant turn (``prefill``) render that turn open, so the model continues it.
+    Messages ending with an assistant turn (``prefill``) render that turn open, so the model continues it
+    (as TRL renders such prompts).
     """
     if isinstance(prompt, list):
         if prompt and prompt[-1].get("role") == "assistant":

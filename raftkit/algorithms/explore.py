@@ -136,7 +136,7 @@ class _OriginalIds:
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)|[。！？]")
 PREFILL_MIN_NEW_TOKENS = 2
 """New tokens a continued sample must add before it may stop: without it the small model mostly ends
-right where its own sentence did, and the hint adds nothing (docs/grpo.md, "Hints that keep the answer")."""
+right where its own sentence did, and the hint adds nothing (docs/raft.md, "Hints that keep the answer")."""
 
 
 def first_sentence(text: str) -> int:
