@@ -115,10 +115,10 @@ def test_min_new_tokens_is_checked():
         SamplingParams(min_new_tokens=-1)
 
 
-def test_hf_sampler_holds_the_end_token_back_for_min_new_tokens(default_model_path):
-    from raftkit.sampling.hf_generate import HFSampler
-
-    sampler = HFSampler(default_model_path, seed=0, dtype="float32")
+@pytest.mark.parametrize("backend", ["hf_sampler", pytest.param("vllm_sampler", marks=[pytest.mark.slow,
+                                                                                  pytest.mark.vllm])])
+def test_min_new_tokens_holds_the_end_token_back(backend, request):
+    sampler = request.getfixturevalue(backend)
     answered = prefill(CHAT, "The capital of France is Paris.")
     eos = sampler.tokenizer.eos_token_id
     free = sampler.generate([answered], 1, SamplingParams(temperature=0, max_new_tokens=6))[0]
