@@ -141,4 +141,3 @@ def test_sync_loads_updated_weights_in_place(vllm_sampler, hf_model):
     restored = vllm_sampler.generate([CHAT], 1, GREEDY)[0]
     assert restored.completion_ids == before.completion_ids
     assert restored.logprobs == pytest.approx(before.logprobs, abs=1e-4)
-

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, NamedTuple
 
@@ -86,13 +86,14 @@ def sample_with_hint(sampler: Any, batch: Batch, k: int, n_hinted: int, hint: st
     if not 0 <= n_hinted <= k:
         raise ValueError(f"n_hinted must be between 0 and k={k}, got {n_hinted}")
     plain_k, b = k - n_hinted, len(batch.prompts)
+    continued = bool(prefill and n_hinted and plain_k)  # the hinted samples need the plain ones first
     hinted = [with_hint(p, hint) for p in batch.prompts] if n_hinted else []
     # One engine call where both proposals take the same number of samples (one bigger batch), else one
     # call each. Prompt i + b of a combined call is prompt i with the hint.
-    if n_hinted and n_hinted == plain_k and not prefill:
+    if n_hinted and n_hinted == plain_k and not continued:
         calls = [(batch.prompts + hinted, n_hinted, 0)]
     else:
-        proposals = ((batch.prompts, plain_k, 0), (hinted, 0 if prefill and plain_k else n_hinted, b))
+        proposals = ((batch.prompts, plain_k, 0), (hinted, 0 if continued else n_hinted, b))
         calls = [(ps, n, offset) for ps, n, offset in proposals if n]
     ids_of = _OriginalIds(getattr(sampler, "tokenizer", None), batch.prompts)
 
@@ -106,7 +107,7 @@ def sample_with_hint(sampler: Any, batch: Batch, k: int, n_hinted: int, hint: st
                 r.prompt_ids = ids_of(index)
             r.prompt_index = index
             rollouts.append(r)
-    if prefill and n_hinted and plain_k:
+    if continued:
         rollouts += continue_own(sampler, batch, rollouts, n_hinted, hint, params, ids_of)
     by_prompt: dict[int, list[Rollout]] = {}
     for r in rollouts:
@@ -152,7 +153,7 @@ def first_sentence(text: str) -> int:
 
 
 def continue_own(sampler: Any, batch: Batch, own: Sequence[Rollout], n_hinted: int, hint: str, params: Any,
-                 ids_of: Any) -> list[Rollout]:
+                 ids_of: Callable[[int], list[int]]) -> list[Rollout]:
     """``n_hinted`` hinted samples per prompt, each continuing the first sentence of one of the prompt's
     own (unhinted) samples, taken in turn, under prompt + hint.
 
