@@ -59,10 +59,12 @@ def main(model: str, out: Path) -> None:
     torch.set_num_threads(1)
     distributed.init()
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("grpo", "raft"):
+    for name in ("grpo", "grpo_mini_batches", "raft"):
         policy = Policy(model, bf16=False)  # fp32: the comparison is at 1e-5
-        if name == "grpo":
-            config = GRPOConfig(explore_hint="", micro_batch_size=1, beta=0.04)
+        if name.startswith("grpo"):
+            # Two mini-batches of two prompts each: with two processes, each step's prompts are one rank's.
+            config = GRPOConfig(explore_hint="", micro_batch_size=1, beta=0.04,
+                                mini_batches=2 if name == "grpo_mini_batches" else 1)
             sampling = SamplingParams(max_new_tokens=8)
             algo = GRPO(policy, config, lr=1e-2, total_steps=1, k=K, sampling=sampling)
         else:

@@ -180,6 +180,25 @@ def test_grpo_answer_gate_pushes_misses_down_and_ranks_the_answers_among_themsel
     assert off.targets(batch, rollouts, scores).advantages.tolist() == pytest.approx([2.5, 0.5, -0.5, -2.5])
 
 
+def test_grpo_counts_a_degenerate_answer_as_a_miss(tiny_model_path):
+    """Regression: a flood that names the answer counted as keeping it, so in a group of misses the gate
+    pushed it up (+3/4 here): measured, half the floods of a run's last batch sat in such groups."""
+    rollouts, scores = _group([[300], [400], [500], [600]], [-1.0, 0.0, 0.0, 0.0])
+    for r, text in zip(rollouts, ("Cairo 🐝🐝🐝🐝🐝🐝", "Lyon", "Nice", "Lyon."), strict=True):
+        r.completion = text
+    scores.hits["emoticon_flood"] = [1, 0, 0, 0]
+    batch = Batch(["capital of Egypt?"], columns={"answers": [["Cairo"]]})
+    algo = _make(GRPO, GRPOConfig(beta=0.0, scale_rewards="none", is_correction="none"),
+                 _policy(tiny_model_path), k=4)
+    target = algo.targets(batch, rollouts, scores)
+    assert target.advantages.tolist() == [0.0, 0.0, 0.0, 0.0]  # every sample missed: no signal
+    assert target.metrics["answer_miss/rate"] == 1.0
+    # A clean answer beside it: keeping the answer (0, 0, 0, 1) against its mean 1/4; the flood is a miss.
+    rollouts[3].completion = "It is Cairo."
+    advantages = algo.targets(batch, rollouts, scores).advantages
+    assert advantages.tolist() == pytest.approx([-0.25, -0.25, -0.25, 0.75])
+
+
 def test_grpo_never_pushes_a_hinted_sample_down(tiny_model_path):
     rollouts, scores = _group([[300], [400], [500], [600]], [1.0, 0.0, 3.0, 0.5])
     for r, text, hinted in zip(rollouts, ("Paris", "Lyon", "Paris 😊", "Paris."), (False, False, True, True),

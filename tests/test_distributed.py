@@ -97,14 +97,15 @@ def test_metrics_of_ranks_are_merged():
 
 @pytest.mark.slow
 def test_update_with_two_processes_equals_one(tmp_path, tiny_model_path):
-    """The first GRPO update (μ = 1) and a RAFT update (two epochs, micro-batches of one, --ranking top)
-    with the batch split over 2 processes give the 1-process weights; both ranks end identical."""
+    """The first GRPO update (μ = 1; one mini-batch, then two) and a RAFT update (two epochs, micro-batches
+    of one, --ranking top) with the batch split over 2 processes give the 1-process weights; both ranks end
+    identical."""
     one = subprocess.run([sys.executable, str(WORKER), tiny_model_path, str(tmp_path / "one")], env=_env(),
                          capture_output=True, text=True, timeout=120)
     assert one.returncode == 0, one.stderr[-3000:]
     two = _torchrun(str(WORKER), tiny_model_path, str(tmp_path / "two"))
     assert two.returncode == 0, two.stdout[-2000:] + two.stderr[-3000:]
-    for algo in ("grpo", "raft"):
+    for algo in ("grpo", "grpo_mini_batches", "raft"):
         ref = torch.load(tmp_path / "one" / f"{algo}-rank0.pt")
         r0 = torch.load(tmp_path / "two" / f"{algo}-rank0.pt")
         r1 = torch.load(tmp_path / "two" / f"{algo}-rank1.pt")

@@ -32,6 +32,7 @@ from raftkit.algorithms.policy_gradient import (
     Targets,
 )
 from raftkit.algorithms.raft import answer_misses
+from raftkit.evaluate import ANSWER_COLUMN
 from raftkit.rewards import Scores
 from raftkit.rollouts import Batch, Rollout
 
@@ -162,7 +163,7 @@ class GRPO(PolicyGradient):
                                  "turns it off")
 
     def targets(self, batch: Batch, rollouts: list[Rollout], scores: Scores) -> Targets:
-        misses = answer_misses(rollouts, batch) if self.config.keep_answers else [False] * len(rollouts)
+        misses = self.misses(batch, rollouts, scores)
         rewards, groups = reward_groups(rollouts, scores)
         gated = answer_gated_advantages(rewards, grouped(misses, groups, False, torch.bool),
                                         self.config.scale_rewards)
@@ -186,6 +187,21 @@ class GRPO(PolicyGradient):
                 self.n_hinted = min(self.max_hinted, hinted_count(self.k, share))
         in_loss = self.trainable(rollouts, scores)
         return Targets(advantages, in_loss, sequences=len(rollouts), metrics=metrics)
+
+    def misses(self, batch: Batch, rollouts: list[Rollout], scores: Scores) -> list[bool]:
+        """The answer gate's misses (none without ``keep_answers``): samples whose prompt has accepted
+        answers and that contain none of them, or that a filter hit. A degenerate sample has not kept the
+        answer even if it names it ("Cairo. 🐝🐝🐝🐝🐝…"): counted as an answer, the gate pushed such floods
+        up against the group's misses."""
+        if not self.config.keep_answers:
+            return [False] * len(rollouts)
+        misses = answer_misses(rollouts, batch)
+        answers = batch.columns.get(ANSWER_COLUMN)
+        if answers is None:
+            return misses
+        hit = [any(h[i] for h in scores.hits.values()) for i in range(len(rollouts))]
+        return [m or (h and bool(answers[r.prompt_index]))
+                for m, h, r in zip(misses, hit, rollouts, strict=True)]
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "n_hinted": self.n_hinted}

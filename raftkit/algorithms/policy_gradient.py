@@ -61,7 +61,11 @@ class PolicyGradientConfig:
     """Loss aggregation: grpo (per-sequence mean, then mean), dr_grpo (sum / (sequences x max_new_tokens)),
     dapo (sum / tokens in the batch; TRL's default)."""
     num_iterations: int = 1
-    """Optimiser steps on each batch of samples (μ); above 1 the ratio moves away from 1 and clipping acts."""
+    """Passes over each batch of samples (μ); above 1 the ratio moves away from 1 and clipping acts."""
+    mini_batches: int = 1
+    """Optimiser steps per pass: the batch is split by prompt into this many mini-batches, one step each
+    (PPO's mini-batches, TRL's steps_per_generation); an extra forward without gradient gives the later
+    mini-batches their π_old."""
     mask_truncated: bool = False
     """Leave completions cut by max_new_tokens out of the loss (DAPO's overlong filtering)."""
     warmup_ratio: float = 0.0
@@ -102,6 +106,8 @@ class PolicyGradientConfig:
             raise ValueError(f"loss_type must be one of {', '.join(AGGREGATIONS)}, got {self.loss_type!r}")
         if self.num_iterations < 1:
             raise ValueError(f"num_iterations must be >= 1, got {self.num_iterations}")
+        if self.mini_batches < 1:
+            raise ValueError(f"mini_batches must be >= 1, got {self.mini_batches}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.micro_batch_size < 1:
@@ -238,7 +244,8 @@ class PolicyGradient:
 
     def __init__(self, policy: Policy, config: PolicyGradientConfig, *, lr: float, total_steps: int, k: int,
                  sampling: SamplingParams | None = None, seed: int = 0, rewards: Sequence[Any] = ()):
-        """``total_steps``: the run's iterations (``update`` calls); each makes μ optimiser steps.
+        """``total_steps``: the run's iterations (``update`` calls); each makes μ × mini_batches optimiser
+        steps.
         ``rewards``: the configured reward specs, which ``explore_hint='auto'`` builds its hint from."""
         from transformers import get_linear_schedule_with_warmup
 
@@ -259,7 +266,7 @@ class PolicyGradient:
             self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, fused=True)
         except (RuntimeError, TypeError):
             self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-        optimizer_steps = max(1, total_steps * config.num_iterations)
+        optimizer_steps = max(1, total_steps * config.num_iterations * config.mini_batches)
         self.scheduler = get_linear_schedule_with_warmup(
             self.optimizer, math.ceil(config.warmup_ratio * optimizer_steps), optimizer_steps)
         self.reference = self._load_reference() if config.beta > 0 else None
@@ -308,79 +315,43 @@ class PolicyGradient:
         cfg, timings = self.config, defaultdict(float)
         target = self.targets(batch, rollouts, scores)
         advantages = target.advantages
-        n_tokens = sum(len(rollouts[i].completion_ids) for i in target.in_loss)
-        # Several processes: the normalisers are the whole batch's, so summed gradients are its gradient.
-        sequences, n_tokens = distributed.all_reduce_sum(target.sequences, n_tokens)
-        size = BatchSize(int(sequences), int(n_tokens), self.max_completion_length)
-        # A sequence with zero advantage and no KL term has an identically zero loss: skip its forward.
-        trained = [i for i in target.in_loss if advantages[i] != 0 or cfg.beta > 0]
-        trained.sort(key=lambda i: len(rollouts[i].prompt_ids) + len(rollouts[i].completion_ids))
-        pad_id = self.policy.tokenizer.pad_token_id or 0
-        m, device = cfg.micro_batch_size, self.policy.device
-        mbs = [_micro_batch(rollouts, trained[s:s + m], advantages, pad_id, device)
-               for s in range(0, len(trained), m)]
+        sums: dict[str, float] = defaultdict(float)
+        per_sample: dict[int, dict[str, Any]] = defaultdict(dict)
+        self._extremes: dict[str, float] = {}
+        steps = self._mini_batches(batch, rollouts, target)
+        self._prepare(steps, timings, sums, per_sample)
 
-        if cfg.beta > 0:  # reference log-probs, once per batch (the reference never changes)
-            start = time.perf_counter()
-            with torch.no_grad():
-                for mb in mbs:
-                    mb.ref_logp = self._reference_logprobs(mb)
-            timings["time/ref_logprobs"] += time.perf_counter() - start
-
-        # μ optimiser steps on the batch. At the first, old log-probs are the current ones detached (the ratio
-        # is exactly 1, no extra forward); later steps reuse those stored ones.
+        # μ passes over the batch, one optimiser step per mini-batch. At its first forward a micro-batch
+        # without stored old log-probs takes the current ones, detached (the ratio is exactly 1, no extra
+        # forward); the later mini-batches got theirs in _prepare, before the first step moved the policy.
         model, params = self.policy.model, self.policy.trainable_parameters()
         model.train()
-        sums: dict[str, float] = defaultdict(float)
-        self._extremes: dict[str, float] = {}
         losses, grad_norms, lrs = [], [], []
-        per_sample: dict[int, dict[str, Any]] = defaultdict(dict)
-        for step in range(cfg.num_iterations):
-            self.optimizer.zero_grad(set_to_none=True)
-            step_loss = 0.0
-            for j, mb in enumerate(mbs):
+        total, done = cfg.num_iterations * sum(len(mbs) for _, mbs in steps), 0
+        for epoch in range(cfg.num_iterations):
+            for size, mbs in steps:
+                self.optimizer.zero_grad(set_to_none=True)
+                step_loss = 0.0
+                for mb in mbs:
+                    step_loss += self._backward(mb, size, epoch == 0, sums, per_sample, timings)
+                    done += 1
+                    if self.progress is not None:
+                        self.progress(done, total)
                 start = time.perf_counter()
-                with self.policy.autocast():
-                    logp, entropy = self._logprobs(model, mb, entropy=step == 0)
-                if mb.old_logp is None:
-                    mb.old_logp = logp.detach()
-                    mb.weight = self._weights(mb, sums, per_sample)  # fixed over the μ steps
-                sur = clipped_surrogate(logp, mb.old_logp, mb.advantages, cfg.epsilon, cfg.epsilon_high)
-                per_token = sur.loss * mb.weight
-                if mb.ref_logp is not None:
-                    kl = k3_kl(logp, mb.ref_logp)
-                    per_token = per_token + cfg.beta * kl
-                    sums["kl"] += float((kl.detach() * mb.mask).sum())
-                loss = self.aggregate(per_token, mb.mask, size)
-                timings["time/forward"] += time.perf_counter() - start
-                start = time.perf_counter()
-                loss.backward()
-                timings["time/backward"] += time.perf_counter() - start
-                step_loss += float(loss.detach())
-                if self.progress is not None:
-                    self.progress(step * len(mbs) + j + 1, cfg.num_iterations * len(mbs))
-                sums["tokens"] += float(mb.mask.sum())
-                if step > 0:  # at step 0 the ratio is exactly 1: counting it would dilute the fraction
-                    sums["clip_tokens"] += float(mb.mask.sum())
-                    sums["clip_low"] += float((sur.low_clipped * mb.mask).sum())
-                    sums["clip_high"] += float((sur.high_clipped * mb.mask).sum())
-                if entropy is not None:
-                    sums["entropy"] += float((entropy * mb.mask).sum())
-                    sums["entropy_tokens"] += float(mb.mask.sum())
-            start = time.perf_counter()
-            distributed.average_gradients(params)  # before clipping: the norm is the global one
-            if params and cfg.max_grad_norm > 0:
-                grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)))
-            lrs.append(self.scheduler.get_last_lr()[0])
-            self.optimizer.step()
-            self.scheduler.step()
-            timings["time/optimizer"] += time.perf_counter() - start
-            losses.append(step_loss)
+                distributed.average_gradients(params)  # before clipping: the norm is the global one
+                if params and cfg.max_grad_norm > 0:
+                    grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)))
+                lrs.append(self.scheduler.get_last_lr()[0])
+                self.optimizer.step()
+                self.scheduler.step()
+                timings["time/optimizer"] += time.perf_counter() - start
+                losses.append(step_loss)
         self.optimizer.zero_grad(set_to_none=True)  # free the gradients' memory until the next update
-        for mb in mbs:
-            mb.old_logp = mb.weight = None  # the next batch is new; nothing of this one is kept
 
         losses = list(distributed.all_reduce_sum(*losses))  # each rank's loss is its share of the batch's
+        trained = [row for _, mbs in steps for mb in mbs for row in mb.rows]
+        size = BatchSize(sum(s.sequences for s, _ in steps), sum(s.tokens for s, _ in steps),
+                         self.max_completion_length)
         metrics = self._metrics(rollouts, scores, target, trained, size, sums, losses, grad_norms, lrs)
         metrics.update(timings)
         for i, extra in target.per_sample.items():
@@ -388,6 +359,93 @@ class PolicyGradient:
         records = [{"advantage": float(a), **per_sample.get(i, {})}
                    for i, a in enumerate(advantages.tolist())]
         return StepResult(metrics=metrics, per_sample=records)
+
+    def _backward(self, mb: _MicroBatch, size: BatchSize, first_pass: bool, sums: dict[str, float],
+                  per_sample: dict[int, dict[str, Any]], timings: dict[str, float]) -> float:
+        """One micro-batch's forward and backward (gradients accumulate); returns its share of the loss."""
+        cfg, start = self.config, time.perf_counter()
+        with self.policy.autocast():
+            logp, entropy = self._logprobs(self.policy.model, mb, entropy=first_pass)
+        fresh = mb.old_logp is None  # its ratio is exactly 1: not counted in the clip fractions
+        if fresh:
+            mb.old_logp = logp.detach()
+            mb.weight = self._weights(mb, sums, per_sample)  # fixed over the μ passes
+        sur = clipped_surrogate(logp, mb.old_logp, mb.advantages, cfg.epsilon, cfg.epsilon_high)
+        per_token = sur.loss * mb.weight
+        if mb.ref_logp is not None:
+            kl = k3_kl(logp, mb.ref_logp)
+            per_token = per_token + cfg.beta * kl
+            sums["kl"] += float((kl.detach() * mb.mask).sum())
+        loss = self.aggregate(per_token, mb.mask, size)
+        timings["time/forward"] += time.perf_counter() - start
+        start = time.perf_counter()
+        loss.backward()
+        timings["time/backward"] += time.perf_counter() - start
+        sums["tokens"] += float(mb.mask.sum())
+        if not fresh:
+            sums["clip_tokens"] += float(mb.mask.sum())
+            sums["clip_low"] += float((sur.low_clipped * mb.mask).sum())
+            sums["clip_high"] += float((sur.high_clipped * mb.mask).sum())
+        if entropy is not None:
+            sums["entropy"] += float((entropy * mb.mask).sum())
+            sums["entropy_tokens"] += float(mb.mask.sum())
+        return float(loss.detach())
+
+    def _mini_batches(self, batch: Batch, rollouts: list[Rollout], target: Targets
+                      ) -> list[tuple[BatchSize, list[_MicroBatch]]]:
+        """The optimiser steps of one pass: the batch's prompts split into ``mini_batches`` contiguous
+        shares, each with its loss normalisers and its micro-batches.
+
+        A mini-batch's normalisers are its share of the batch's: its own loss tokens, and the sequence
+        count in proportion to its sequences in the loss (with one mini-batch, exactly the batch's).
+        """
+        cfg = self.config
+        # The shares are of the whole batch's prompts (every rank holds an equal, contiguous slice of them),
+        # so several processes take the steps one process would, and each rank takes all n of them.
+        b = len(batch.prompts)
+        whole, first = b * distributed.world(), b * distributed.rank()
+        n = max(1, min(cfg.mini_batches, whole))
+        parts: list[list[int]] = [[] for _ in range(n)]
+        for i in target.in_loss:
+            parts[(first + rollouts[i].prompt_index) * n // whole].append(i)
+        in_loss = max(len(target.in_loss), 1)
+        counts = [v for rows in parts for v in (target.sequences * len(rows) / in_loss,
+                                               sum(len(rollouts[i].completion_ids) for i in rows))]
+        # Several processes: the normalisers are the whole mini-batch's, so summed gradients are its gradient.
+        counts = distributed.all_reduce_sum(*counts)
+        pad_id = self.policy.tokenizer.pad_token_id or 0
+        m, device, advantages = cfg.micro_batch_size, self.policy.device, target.advantages
+        steps = []
+        for j, rows in enumerate(parts):
+            # A sequence with zero advantage and no KL term has an identically zero loss: skip its forward.
+            trained = sorted((i for i in rows if advantages[i] != 0 or cfg.beta > 0),
+                             key=lambda i: len(rollouts[i].prompt_ids) + len(rollouts[i].completion_ids))
+            size = BatchSize(counts[2 * j], int(counts[2 * j + 1]), self.max_completion_length)
+            steps.append((size, [_micro_batch(rollouts, trained[s:s + m], advantages, pad_id, device)
+                                 for s in range(0, len(trained), m)]))
+        return steps
+
+    def _prepare(self, steps: list[tuple[BatchSize, list[_MicroBatch]]], timings: dict[str, float],
+                 sums: dict[str, float], per_sample: dict[int, dict[str, Any]]) -> None:
+        """Forwards without gradient before the first step: the reference's log-probs (once per batch: the
+        reference never changes) and, for the mini-batches after the first, π_old, which must be the policy
+        that sampled them and not the one the earlier steps of this pass have moved."""
+        if self.config.beta > 0:
+            start = time.perf_counter()
+            with torch.no_grad():
+                for _, mbs in steps:
+                    for mb in mbs:
+                        mb.ref_logp = self._reference_logprobs(mb)
+            timings["time/ref_logprobs"] += time.perf_counter() - start
+        if len(steps) > 1:
+            start = time.perf_counter()
+            self.policy.model.train()  # as in the training forwards
+            with torch.no_grad(), self.policy.autocast():
+                for _, mbs in steps[1:]:
+                    for mb in mbs:
+                        mb.old_logp = self._logprobs(self.policy.model, mb)[0]
+                        mb.weight = self._weights(mb, sums, per_sample)
+            timings["time/old_logprobs"] += time.perf_counter() - start
 
     def state_dict(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}

@@ -14,7 +14,6 @@ from typing import Literal
 
 from raftkit.algorithms.grpo import GRPO, GRPOConfig
 from raftkit.algorithms.policy_gradient import Targets
-from raftkit.algorithms.raft import answer_misses
 from raftkit.rewards import Scores
 from raftkit.rollouts import Batch, Rollout
 
@@ -39,7 +38,7 @@ class ReinforceRej(GRPO):
 
     def targets(self, batch: Batch, rollouts: list[Rollout], scores: Scores) -> Targets:
         target = super().targets(batch, rollouts, scores)
-        misses = answer_misses(rollouts, batch) if self.config.keep_answers else None
+        misses = self.misses(batch, rollouts, scores) if self.config.keep_answers else None
         rejected = tied_prompts(rollouts, scores, misses)
         target.in_loss = [i for i in target.in_loss if rollouts[i].prompt_index not in rejected]
         # The normaliser counts only the prompts kept: the rejected ones are not part of the batch.
