@@ -163,7 +163,8 @@ def importance_weights(old_logp: Tensor, behaviour_logp: Tensor, hinted: Tensor,
 class BatchSize:
     """What the loss normalisers need to know about the whole batch (all micro-batches of one step)."""
 
-    sequences: int  # every sequence of the step, masked ones included (as TRL counts them)
+    sequences: float  # every sequence of the step, masked ones included (as TRL counts them); a mini-batch
+    # of several counts its share of the batch's, which need not be whole
     tokens: int  # unmasked completion tokens in the step
     max_completion_length: int  # the sampler's max_new_tokens
 

@@ -33,7 +33,7 @@ class RAFTppConfig(PolicyGradientConfig):
     top_fraction: float = 0.0
     """Share of all samples kept with --ranking top (0: 1/k)."""
     num_iterations: int = 4
-    """Optimiser steps on each batch of samples (μ); above 1 the ratio moves away from 1 and clipping acts."""
+    """Passes over each batch of samples (μ); above 1 the ratio moves away from 1 and clipping acts."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
