@@ -82,7 +82,7 @@ def evaluate(
     n = len(rollouts)
     rewards = {k: v for k, v in scores.rewards.items() if k != ANSWER_REWARD}
     correct = scores.rewards.get(ANSWER_REWARD, [None] * n)
-    degenerate = [any(h[i] for h in scores.hits.values()) for i in range(n)]
+    degenerate = scores.degenerate
     out: dict[str, Any] = {
         "prompts": len(batch),
         "samples": n,

@@ -244,15 +244,19 @@ class Scores:
         return len(self.total)
 
     @property
+    def degenerate(self) -> list[bool]:
+        """Samples some filter hit (whatever its action)."""
+        return [any(h[i] for h in self.hits.values()) for i in range(len(self.total))]
+
+    @property
     def unscorable(self) -> list[bool]:
         """Samples no reward scored (every one returned None) and no filter hit: TRL 1.16 leaves these out
         of GRPO's group statistics (NaN) rather than counting their total of 0."""
         if not self.rewards:
             return [False] * len(self.total)
-        return [
-            all(v[i] is None for v in self.rewards.values()) and not any(h[i] for h in self.hits.values())
-            for i in range(len(self.total))
-        ]
+        degenerate = self.degenerate
+        return [all(v[i] is None for v in self.rewards.values()) and not degenerate[i]
+                for i in range(len(self.total))]
 
     def sample(self, i: int) -> dict[str, Any]:
         """Sample i's values, as written to the run directory."""

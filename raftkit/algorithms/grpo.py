@@ -199,9 +199,8 @@ class GRPO(PolicyGradient):
         answers = batch.columns.get(ANSWER_COLUMN)
         if answers is None:
             return misses
-        hit = [any(h[i] for h in scores.hits.values()) for i in range(len(rollouts))]
         return [m or (h and bool(answers[r.prompt_index]))
-                for m, h, r in zip(misses, hit, rollouts, strict=True)]
+                for m, h, r in zip(misses, scores.degenerate, rollouts, strict=True)]
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "n_hinted": self.n_hinted}

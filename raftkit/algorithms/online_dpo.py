@@ -51,9 +51,9 @@ class OnlineDPOConfig:
 def eligible(rollouts: Sequence[Rollout], scores: Scores) -> list[bool]:
     """Samples that may be either side of a pair: not dropped, no filter hit, scored by some reward, and with
     prompt and completion tokens."""
-    unscorable = scores.unscorable
+    unscorable, degenerate = scores.unscorable, scores.degenerate
     return [
-        not scores.dropped[i] and not any(h[i] for h in scores.hits.values()) and not unscorable[i]
+        not scores.dropped[i] and not degenerate[i] and not unscorable[i]
         and bool(r.completion_ids) and bool(r.prompt_ids)
         for i, r in enumerate(rollouts)
     ]

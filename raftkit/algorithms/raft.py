@@ -121,9 +121,7 @@ def ineligible(scores: Any) -> list[bool]:
     one safe). The prompt then contributes nothing. GRPO, which also learns from bad samples, uses the
     penalty as a negative reward instead.
     """
-    return [
-        scores.dropped[i] or any(hits[i] for hits in scores.hits.values()) for i in range(len(scores.total))
-    ]
+    return [dropped or hit for dropped, hit in zip(scores.dropped, scores.degenerate, strict=True)]
 
 
 def answer_misses(rollouts: Sequence[Rollout], batch: Batch) -> list[bool]:

@@ -38,8 +38,7 @@ class ReinforceRej(GRPO):
 
     def targets(self, batch: Batch, rollouts: list[Rollout], scores: Scores) -> Targets:
         target = super().targets(batch, rollouts, scores)
-        misses = self.misses(batch, rollouts, scores) if self.config.keep_answers else None
-        rejected = tied_prompts(rollouts, scores, misses)
+        rejected = tied_prompts(rollouts, scores, self.misses(batch, rollouts, scores))
         target.in_loss = [i for i in target.in_loss if rollouts[i].prompt_index not in rejected]
         # The normaliser counts only the prompts kept: the rejected ones are not part of the batch.
         target.sequences = sum(rollouts[i].prompt_index not in rejected for i in range(len(rollouts)))

@@ -85,7 +85,7 @@ def iteration_metrics(
                 [h > 0 for h, sel in zip(hits, selected, strict=True) if sel]
             )
     if scores.hits:
-        out["filter/any/rate"] = _mean([any(h[i] for h in scores.hits.values()) > 0 for i in range(n)])
+        out["filter/any/rate"] = _mean(scores.degenerate)
     out["dropped/rate"] = _mean(list(scores.dropped))
     out["truncated/rate"] = _mean([r.truncated for r in rollouts])
     out["hinted/share"] = _mean(hinted)
