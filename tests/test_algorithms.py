@@ -191,7 +191,9 @@ def test_grpo_counts_a_degenerate_answer_as_a_miss(tiny_model_path):
     algo = _make(GRPO, GRPOConfig(beta=0.0, scale_rewards="none", is_correction="none"),
                  _policy(tiny_model_path), k=4)
     target = algo.targets(batch, rollouts, scores)
-    assert target.advantages.tolist() == [0.0, 0.0, 0.0, 0.0]  # every sample missed: no signal
+    # Every sample missed, so the rewards say nothing; the flood is still pushed down for not being clean:
+    # clean (0, 1, 1, 1) against its mean 3/4 gives (-3/4, 1/4, 1/4, 1/4), of which only the push down.
+    assert target.advantages.tolist() == pytest.approx([-0.75, 0.0, 0.0, 0.0])
     assert target.metrics["answer_miss/rate"] == 1.0
     # A clean answer beside it: keeping the answer (0, 0, 0, 1) against its mean 1/4; the flood is a miss.
     rollouts[3].completion = "It is Cairo."
@@ -212,6 +214,53 @@ def test_grpo_never_pushes_a_hinted_sample_down(tiny_model_path):
     # ones keep theirs.
     advantages = algo.targets(batch, rollouts, scores).advantages
     assert advantages.tolist() == pytest.approx([-0.25, -0.75, 1.75, 0.0])
+
+
+def test_grpo_leaves_a_cut_off_sample_neutral_unless_it_is_degenerate(tiny_model_path):
+    """An unfinished completion is never pushed up, nor down for missing the answer; a flood that ran to the
+    limit still goes down."""
+    rollouts, scores = _group([[300], [400], [500], [600]], [2.0, 1.0, 0.0, -1.0],
+                              truncated=[False, True, True, True])
+    for r, text in zip(rollouts, ("It is Paris.", "Paris, the city of", "Lyon is", "Paris 🐝🐝🐝🐝🐝🐝"),
+                       strict=True):
+        r.completion = text
+    scores.hits["emoticon_flood"] = [0, 0, 0, 1]
+    batch = Batch(["capital of France?"], columns={"answers": [["Paris"]]})
+    policy = _policy(tiny_model_path)
+    # Keeping the answer (1, 1, 0, 0): (1/2, 1/2, -1/2, -1/2); the rewards among the answers (2, 1):
+    # (1/2, -1/2, 0, 0). Sums (1, 0, -1/2, -1/2): the cut-off miss "Lyon is" drops to 0, the flood keeps its
+    # -1/2. The cut-off answer's 0 would be 0 anyway; with reward 3 it would be +1 and still drop to 0.
+    algo = _make(GRPO, GRPOConfig(scale_rewards="none", is_correction="none"), policy, k=4)
+    assert algo.targets(batch, rollouts, scores).advantages.tolist() == pytest.approx([1.0, 0.0, 0.0, -0.5])
+    scores.total[1] = scores.rewards["r"][1] = 3.0  # among the answers (2, 3): (-1/2, 1/2)
+    assert algo.targets(batch, rollouts, scores).advantages.tolist() == pytest.approx([0.0, 0.0, 0.0, -0.5])
+    off = _make(GRPO, GRPOConfig(scale_rewards="none", is_correction="none", truncated_neutral=False),
+                policy, k=4)
+    assert off.targets(batch, rollouts, scores).advantages.tolist() == pytest.approx([0.0, 1.0, -0.5, -0.5])
+
+
+def test_grpo_defaults_are_the_measured_ones_and_reinforce_rej_keeps_its_own():
+    grpo, rr = GRPOConfig(), ReinforceRejConfig()
+    assert (GRPO.default_lr, GRPO.default_prompts) == (1e-4, 32)
+    def measured(c):
+        return c.beta, c.mini_batches, c.explore_prefill, c.truncated_neutral
+
+    assert measured(grpo) == (0.0, 4, True, True)
+    assert measured(rr) == (0.0, 1, False, False)
+
+
+def test_answer_gated_advantages_push_floods_down_where_every_sample_misses():
+    rewards = torch.tensor([[2.0, 1.0, 0.0, 0.0], [2.0, 1.0, 0.0, 0.0]], dtype=torch.float64)
+    misses = torch.tensor([[True] * 4, [True, False, True, True]])
+    bad = torch.tensor([[True, True, False, False], [True, False, False, False]])
+    # Row 1, all misses: clean (0, 0, 1, 1), mean 1/2, Bessel std sqrt(1/3) -> the two floods get
+    # -1/2 / (sqrt(1/3) + 1e-4), the clean samples nothing. Row 2 has an answer: the gate as before.
+    push = -0.5 / (math.sqrt(1 / 3) + 1e-4)
+    out = answer_gated_advantages(rewards, misses, "group", bad)
+    assert out[0].tolist() == pytest.approx([push, push, 0.0, 0.0], rel=1e-5)
+    torch.testing.assert_close(out[1], answer_gated_advantages(rewards, misses)[1])
+    # Without the degenerate flags (as before): no signal at all in the all-miss group.
+    assert answer_gated_advantages(rewards, misses)[0].tolist() == [0.0] * 4
 
 
 def test_answer_gated_advantages_by_hand():

@@ -41,8 +41,19 @@ from raftkit.rollouts import Batch, Rollout
 class GRPOConfig(PolicyGradientConfig):
     """GRPO's own settings (lr, temperature, max_new_tokens, LoRA, ... are in the common AlignConfig)."""
 
-    beta: float = 0.04
+    beta: float = 0.0
     """KL weight towards the starting model (k3 estimator per token); 0 skips the reference model."""
+    mini_batches: int = 4
+    """Optimiser steps per pass: the batch is split by prompt into this many mini-batches, one step each
+    (PPO's mini-batches, TRL's steps_per_generation); an extra forward without gradient gives the later
+    mini-batches their π_old."""
+    explore_prefill: bool = True
+    """Each hinted sample continues the first sentence of one of the prompt's own samples under the hint, so
+    the hint adds to the policy's answer instead of replacing it (explore.continue_own)."""
+    truncated_neutral: bool = True
+    """A completion cut by max_new_tokens gets advantage 0 unless a filter hit it (then it may only go
+    down): an unfinished answer is no example of how to answer, a flood that ran to the limit still is
+    one of what not to do. Its tokens stay in the loss normaliser."""
     scale_rewards: Literal["group", "batch", "none"] = "group"
     """Advantage scaling: divide by the group's reward std, the batch's, or not at all (Dr. GRPO)."""
     explore_adaptive: bool = True
@@ -87,23 +98,37 @@ def grouped(values: list[Any], groups: list[list[int]], fill: Any, dtype: torch.
     return out
 
 
-def answer_gated_advantages(rewards: Tensor, misses: Tensor, scale: str = "group") -> Tensor:
-    """GRPO's advantages under the answer gate, for rewards ``[b, k]`` (NaN: outside the group) and
-    ``misses`` (bool ``[b, k]``: the sample lost its prompt's accepted answer).
+def answer_gated_advantages(rewards: Tensor, misses: Tensor, scale: str = "group",
+                            degenerate: Tensor | None = None) -> Tensor:
+    """GRPO's advantages under the answer gate, for rewards ``[b, k]`` (NaN: outside the group),
+    ``misses`` (bool ``[b, k]``: the sample lost its prompt's accepted answer) and ``degenerate`` (bool
+    ``[b, k]``: a filter hit the sample).
 
-    Two group advantages, added: keeping the answer (1 for a sample that answers, 0 for a miss) against
-    the group, and the rewards *among the samples that answer* (misses left out, advantage 0 there). A miss
-    is pushed down for losing the answer and never up for its rewards; a sample that answers and carries
-    an emoji beats one that answers without. With no misses it is plain ``group_advantages``.
+    Where some sample of the group keeps the answer, two group advantages, added: keeping the answer (1 for
+    a sample that answers, 0 for a miss) against the group, and the rewards *among the samples that answer*
+    (misses left out, advantage 0 there). A miss is pushed down for losing the answer and never up for its
+    rewards; a sample that answers and carries an emoji beats one that answers without. With no misses it
+    is plain ``group_advantages``.
 
-    >>> r = torch.tensor([[3.0, 1.0, 0.0, -2.0]])
-    >>> miss = torch.tensor([[True, False, False, True]])
-    >>> [round(a, 3) for a in answer_gated_advantages(r, miss, "none")[0].tolist()]
-    [-0.5, 1.0, 0.0, -0.5]
+    Where every sample misses, the rewards teach nothing, but the group's floods and loops are still the
+    policy's to unlearn: a degenerate sample gets its advantage for not being clean (1 clean, 0 degenerate,
+    against the group), which is negative, and every other sample 0.
+
+    >>> r = torch.tensor([[3.0, 1.0, 0.0, -2.0], [2.0, -1.0, 0.0, 0.0]])
+    >>> miss = torch.tensor([[True, False, False, True], [True] * 4])
+    >>> bad = torch.tensor([[False] * 4, [False, True, False, False]])
+    >>> [[round(a, 3) for a in row] for row in answer_gated_advantages(r, miss, "none", bad).tolist()]
+    [[-0.5, 1.0, 0.0, -0.5], [0.0, -0.75, 0.0, 0.0]]
     """
-    kept = torch.where(torch.isnan(rewards), rewards, (~misses).to(rewards.dtype))
+    outside = torch.isnan(rewards)
+    kept = torch.where(outside, rewards, (~misses).to(rewards.dtype))
     among = torch.where(misses, torch.full_like(rewards, float("nan")), rewards)
-    return group_advantages(kept, scale) + group_advantages(among, scale)
+    gated = group_advantages(kept, scale) + group_advantages(among, scale)
+    if degenerate is None:
+        return gated
+    answered = (~misses & ~outside).any(dim=1, keepdim=True)
+    clean = torch.where(outside, rewards, (~degenerate).to(rewards.dtype))
+    return torch.where(answered, gated, group_advantages(clean, scale).clamp(max=0.0))
 
 
 def scatter(values: Tensor, groups: list[list[int]], n: int) -> Tensor:
@@ -148,8 +173,8 @@ class GRPO(PolicyGradient):
 
     name = "grpo"
     Config = GRPOConfig
-    default_lr = 1e-5  # higher made the ratio leave the clip band within one step
-    default_prompts = 16
+    default_lr = 1e-4  # with 4 mini-batches and no KL term; measured against 3e-5 and 5e-5 in docs/grpo.md
+    default_prompts = 32
 
     def __init__(self, policy: Any, config: GRPOConfig, *, k: int, **kwargs: Any):
         if k < 2:
@@ -165,13 +190,18 @@ class GRPO(PolicyGradient):
     def targets(self, batch: Batch, rollouts: list[Rollout], scores: Scores) -> Targets:
         misses = self.misses(batch, rollouts, scores)
         rewards, groups = reward_groups(rollouts, scores)
-        gated = answer_gated_advantages(rewards, grouped(misses, groups, False, torch.bool),
-                                        self.config.scale_rewards)
+        degenerate = scores.degenerate
+        as_groups = [grouped(flags, groups, False, torch.bool) for flags in (misses, degenerate)]
+        gated = answer_gated_advantages(rewards, as_groups[0], self.config.scale_rewards, as_groups[1])
         flat = (gated == 0).all(dim=1)  # no signal in the group: neither the answers nor the rewards differ
         advantages = scatter(gated, groups, len(rollouts))
         # A hinted sample shows the policy what to do; it is never pushed down. Under the plain prompt its
         # tokens are already unlikely, and pushing them lower unlearns what the hint brought (docs/grpo.md).
         advantages[torch.tensor([r.hinted for r in rollouts], dtype=torch.bool) & (advantages < 0)] = 0.0
+        if self.config.truncated_neutral:
+            cut = torch.tensor([r.truncated for r in rollouts], dtype=torch.bool)
+            bad = torch.tensor(degenerate, dtype=torch.bool)
+            advantages[cut & (~bad | (advantages > 0))] = 0.0
         metrics = {
             "zero_adv_groups": float(flat.float().mean()) if len(flat) else 0.0,
             "zero_adv_groups_n": float(flat.sum()),

@@ -26,6 +26,11 @@ class ReinforceRejConfig(GRPOConfig):
     """KL weight towards the starting model (k3 estimator per token); 0 skips the reference model."""
     scale_rewards: Literal["group", "batch", "none"] = "none"
     """Advantage scaling: divide by the group's reward std, the batch's, or not at all (Dr. GRPO)."""
+    # GRPO's sampling and update defaults were measured for GRPO; Reinforce-Rej keeps the ones it was
+    # measured with (docs/algorithms.md). The help texts are GRPOConfig's.
+    mini_batches: int = 1
+    explore_prefill: bool = False
+    truncated_neutral: bool = False
 
 
 class ReinforceRej(GRPO):
