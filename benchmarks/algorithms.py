@@ -6,7 +6,7 @@ measurement sets under benchmarks/data (questions with accepted answers, never t
 gives, per algorithm: emoji reward and the share of answers with an emoji, answer accuracy, the share of
 degenerate completions, distinct-2, and the training wall time. The base model's row comes first.
 
-    .venv/bin/python benchmarks/algorithms.py                     # about 40 minutes on 2 CPU cores
+    .venv/bin/python benchmarks/algorithms.py                     # about an hour on 2 CPU cores
     .venv/bin/python benchmarks/algorithms.py --iterations 2 --algos raft,grpo   # a quick look
 
 Run it on an idle machine: wall times are measured, not estimated.
@@ -66,7 +66,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--algos", default="raft,raftpp,reinforce_rej,grpo")
     parser.add_argument("--iterations", type=int, default=8)
-    parser.add_argument("--prompts", type=int, default=16)
+    parser.add_argument("--prompts", type=int, default=32)  # RAFT, RAFT++ and GRPO default to 32
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/bench-algorithms"))

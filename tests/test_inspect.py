@@ -331,10 +331,13 @@ def test_big_iteration_streams_fast(big_run):
 
 @pytest.fixture(scope="module")
 def real_runs(tmp_path_factory, tiny_model_path) -> dict[str, Path]:
-    """Two real `raftkit align` runs (RAFT with a held-out evaluation, GRPO) on the tiny model."""
+    """Two real `raftkit align` runs (RAFT with a held-out evaluation, GRPO with a KL term) on the tiny
+    model."""
     root = tmp_path_factory.mktemp("real")
     runs = {}
-    for algo, extra in (("raft", ["--heldout", "2", "--eval-samples", "1"]), ("grpo", ["--heldout", "0"])):
+    settings = {"raft": ["--heldout", "2", "--eval-samples", "1"],
+                "grpo": ["--heldout", "0", "--beta", "0.04"]}
+    for algo, extra in settings.items():
         runs[algo] = root / algo
         result = CliRunner().invoke(main, [
             "align", "--algo", algo, "--model", tiny_model_path, "--sampler", "hf", "--iterations", "2",
