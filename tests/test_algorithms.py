@@ -233,7 +233,9 @@ def test_grpo_leaves_a_cut_off_sample_neutral_unless_it_is_degenerate(tiny_model
     algo = _make(GRPO, GRPOConfig(scale_rewards="none", is_correction="none"), policy, k=4)
     assert algo.targets(batch, rollouts, scores).advantages.tolist() == pytest.approx([1.0, 0.0, 0.0, -0.5])
     scores.total[1] = scores.rewards["r"][1] = 3.0  # among the answers (2, 3): (-1/2, 1/2)
-    assert algo.targets(batch, rollouts, scores).advantages.tolist() == pytest.approx([0.0, 0.0, 0.0, -0.5])
+    target = algo.targets(batch, rollouts, scores)
+    assert target.advantages.tolist() == pytest.approx([0.0, 0.0, 0.0, -0.5])
+    assert target.metrics["truncated_neutral_n"] == 2  # the +1 and the -1/2 that became 0
     off = _make(GRPO, GRPOConfig(scale_rewards="none", is_correction="none", truncated_neutral=False),
                 policy, k=4)
     assert off.targets(batch, rollouts, scores).advantages.tolist() == pytest.approx([0.0, 1.0, -0.5, -0.5])

@@ -43,13 +43,9 @@ class GRPOConfig(PolicyGradientConfig):
 
     beta: float = 0.0
     """KL weight towards the starting model (k3 estimator per token); 0 skips the reference model."""
+    # Measured defaults (docs/grpo.md, "Unfinished answers stay neutral"); the help texts are the base's.
     mini_batches: int = 4
-    """Optimiser steps per pass: the batch is split by prompt into this many mini-batches, one step each
-    (PPO's mini-batches, TRL's steps_per_generation); an extra forward without gradient gives the later
-    mini-batches their π_old."""
     explore_prefill: bool = True
-    """Each hinted sample continues the first sentence of one of the prompt's own samples under the hint, so
-    the hint adds to the policy's answer instead of replacing it (explore.continue_own)."""
     truncated_neutral: bool = True
     """A completion cut by max_new_tokens gets advantage 0 unless a filter hit it (then it may only go
     down): an unfinished answer is no example of how to answer, a flood that ran to the limit still is
@@ -198,11 +194,14 @@ class GRPO(PolicyGradient):
         # A hinted sample shows the policy what to do; it is never pushed down. Under the plain prompt its
         # tokens are already unlikely, and pushing them lower unlearns what the hint brought (docs/grpo.md).
         advantages[torch.tensor([r.hinted for r in rollouts], dtype=torch.bool) & (advantages < 0)] = 0.0
+        neutral = torch.zeros(len(rollouts), dtype=torch.bool)
         if self.config.truncated_neutral:
             cut = torch.tensor([r.truncated for r in rollouts], dtype=torch.bool)
             bad = torch.tensor(degenerate, dtype=torch.bool)
-            advantages[cut & (~bad | (advantages > 0))] = 0.0
+            neutral = cut & (~bad | (advantages > 0)) & (advantages != 0)
+            advantages[neutral] = 0.0
         metrics = {
+            "truncated_neutral_n": float(neutral.sum()),
             "zero_adv_groups": float(flat.float().mean()) if len(flat) else 0.0,
             "zero_adv_groups_n": float(flat.sum()),
             "answer_miss/rate": sum(misses) / max(len(misses), 1),
