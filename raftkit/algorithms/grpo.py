@@ -187,8 +187,8 @@ class GRPO(PolicyGradient):
         misses = self.misses(batch, rollouts, scores)
         rewards, groups = reward_groups(rollouts, scores)
         degenerate = scores.degenerate
-        as_groups = [grouped(flags, groups, False, torch.bool) for flags in (misses, degenerate)]
-        gated = answer_gated_advantages(rewards, as_groups[0], self.config.scale_rewards, as_groups[1])
+        missed, flagged = (grouped(flags, groups, False, torch.bool) for flags in (misses, degenerate))
+        gated = answer_gated_advantages(rewards, missed, self.config.scale_rewards, flagged)
         flat = (gated == 0).all(dim=1)  # no signal in the group: neither the answers nor the rewards differ
         advantages = scatter(gated, groups, len(rollouts))
         # A hinted sample shows the policy what to do; it is never pushed down. Under the plain prompt its
