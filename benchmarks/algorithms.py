@@ -37,10 +37,10 @@ def align(algo: str, out: Path, args: argparse.Namespace) -> float:
     return time.perf_counter() - start
 
 
-def evaluate(target: str, data: Path) -> dict:
+def evaluate(target: str, data: Path, samples: int = 2) -> dict:
     """`raftkit eval` of a run (or 'default', the base model) on one measurement set, as JSON."""
     cmd = [*RAFTKIT, "eval", target, "--base", "none", "--dataset", str(data), *REWARDS,
-           "--samples", "2", "--temperature", "0.7", "--max-new-tokens", "40", "--json"]
+           "--samples", str(samples), "--temperature", "0.7", "--max-new-tokens", "40", "--json"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out)["model_eval"]
 

@@ -317,3 +317,18 @@ def test_bundled_answers_and_measurement_sets_are_separate(bundled):
             assert q not in bundled_q and q not in seen, p
             seen.add(q)
             assert isinstance(entry, list) and entry and all(isinstance(a, str) and a.strip() for a in entry)
+
+
+def test_every_measurement_set_is_new_to_training_and_to_the_others(bundled):
+    # facts_c and facts_d (conversational phrasings: "Quick question: ...") widen the held-out pool; a
+    # question repeated from the training set or from another set would measure memory, not answers.
+    bundled_q = {p[0]["content"].strip().casefold() for p in bundled.prompts}
+    seen: set[str] = set()
+    for name in "abcd":
+        facts = load_prompts(str(BENCHMARK_DATA / f"facts_{name}.jsonl"))
+        assert set(facts.columns["lang"]) == {"en", "ja"}, name
+        for p, entry in zip(facts.prompts, facts.columns["answers"], strict=True):
+            q = p[0]["content"].strip().casefold()
+            assert q not in bundled_q and q not in seen, (name, p)
+            seen.add(q)
+            assert isinstance(entry, list) and entry and all(isinstance(a, str) and a.strip() for a in entry)
