@@ -12,7 +12,7 @@ import torch
 from test_grpo import PROMPT, _alone, _group, _policy
 
 from raftkit import algorithms, hookspecs
-from raftkit.algorithms.grpo import GRPO, GRPOConfig, answer_gated_advantages, starved_share
+from raftkit.algorithms.grpo import GRPO, GRPOConfig, answer_gated_advantages, hint_signal, starved_share
 from raftkit.algorithms.losses import group_advantages
 from raftkit.algorithms.raftpp import RAFTpp, RAFTppConfig
 from raftkit.algorithms.reinforce_rej import ReinforceRej, ReinforceRejConfig, tied_prompts
@@ -287,10 +287,20 @@ def _hinted_group(own_emoji, hinted_emoji):
     return rollouts, Scores({"emoji": values}, {"emoji": 1.0}, {}, list(values), [False] * len(values))
 
 
+def _starved(own_emoji, hinted_emoji, signal=None):
+    rollouts, scores = _hinted_group(own_emoji, hinted_emoji)
+    return starved_share(rollouts, scores, hint_signal(rollouts, scores) if signal is None else signal)
+
+
 def test_starved_share_by_hand():
-    assert starved_share(*_hinted_group([0.0, 0.0], [1.0, 2.0])) == 1.0  # flat alone, signal with hints
-    assert starved_share(*_hinted_group([0.0, 1.0], [1.0, 2.0])) == 0.0  # the policy varies on its own
-    assert starved_share(*_hinted_group([3.0, 3.0], [3.0, 3.0])) == 0.0  # saturated: nothing to find
+    assert _starved([0.0, 0.0], [1.0, 2.0]) == 1.0  # flat alone, signal with hints
+    assert _starved([0.0, 1.0], [1.0, 2.0]) == 0.0  # the policy varies on its own
+    assert _starved([3.0, 3.0], [3.0, 3.0]) == 0.0  # saturated: the hint brings nothing to find
+    assert hint_signal(*_hinted_group([0.0, 0.0], [3.0, 3.0])) == set()
+    # No hinted samples: the signal remembered from earlier iterations says what to look at.
+    assert _starved([0.0, 0.0], [], signal={"emoji"}) == 1.0
+    assert _starved([0.0, 0.0], [], signal=set()) == 0.0
+    assert _starved([0.0, 0.0], [], signal={"length"}) == 0.0  # a reward this batch does not have
 
 
 def test_grpo_exploration_fades_with_the_signal(tiny_model_path):
@@ -303,6 +313,16 @@ def test_grpo_exploration_fades_with_the_signal(tiny_model_path):
     algo.targets(Batch(["p"]), *_hinted_group([0.0, 1.0], [1.0, 2.0]))
     assert algo.n_hinted == 0  # the policy finds the reward alone: no more hints
     assert algo.state_dict()["n_hinted"] == 0
+    algo.targets(Batch(["p"]), *_hinted_group([1.0, 2.0, 0.0, 1.0], []))
+    assert algo.n_hinted == 0  # on-policy, and its own samples still differ on the emoji
+    algo.targets(Batch(["p"]), *_hinted_group([0.0] * 4, []))
+    assert algo.n_hinted == 2  # it lost the emoji again: the hint comes back
+    assert algo.state_dict()["hint_signal"] == ["emoji"]
+    resumed = GRPO(policy, GRPOConfig(beta=0.0, is_correction="none"), lr=0.0, total_steps=10, k=4,
+                   sampling=SAMPLING, rewards=["emoji"])
+    resumed.load_state_dict({**algo.state_dict(), "n_hinted": 0})
+    resumed.targets(Batch(["p"]), *_hinted_group([0.0] * 4, []))
+    assert resumed.n_hinted == 2  # a resumed run remembers which rewards the hint brought
     fixed = GRPO(policy, GRPOConfig(beta=0.0, explore_adaptive=False), lr=0.0, total_steps=10, k=4,
                  sampling=SAMPLING, rewards=["emoji"])
     fixed.targets(Batch(["p"]), *_hinted_group([0.0, 1.0], [1.0, 2.0]))

@@ -10,7 +10,8 @@ bundled model writes an emoji in about 1 sample of 600: on `--reward emoji` ever
 samples is flat, and plain GRPO learns nothing. So a share of each prompt's samples is drawn with a hint
 ("Use emojis 😊.", ``explore``) and trained as completions of the plain prompt. The share follows the
 signal: each iteration it is ``explore_share`` times the share of prompts whose own samples were flat on a
-reward where their hinted samples were not, so the hint fades out as the policy finds the reward itself.
+reward where hinted samples were not (remembered across iterations), so the hint fades out as the policy
+finds the reward itself, and comes back if it loses the reward again.
 docs/grpo.md gives the weights of hinted tokens and the bias they bring.
 """
 
@@ -54,7 +55,7 @@ class GRPOConfig(PolicyGradientConfig):
     """Advantage scaling: divide by the group's reward std, the batch's, or not at all (Dr. GRPO)."""
     explore_adaptive: bool = True
     """Fade the hinted share with the signal: each iteration draws explore_share x (share of prompts whose
-    own samples were flat on a reward where the hinted ones were not); off: always explore_share."""
+    own samples were flat on a reward where hinted ones have not been); off: always explore_share."""
     explore_is_cap: float = 1.0
     """Cap c of the hinted tokens' importance weight min(max(π_old(y|x) / μ(y|x+hint), floor), c)."""
     explore_is_floor: float = 1.0
@@ -136,29 +137,34 @@ def scatter(values: Tensor, groups: list[list[int]], n: int) -> Tensor:
     return out
 
 
-def starved_share(rollouts: list[Rollout], scores: Scores) -> float:
-    """How much the policy still needs the hint: over the rewards on which the batch's hinted samples
-    differ (the signal the hint brings), the largest share of prompts whose own, unhinted samples are all
-    equal on that reward. 1.0 when there are no own samples; 0.0 when the hinted samples show no signal.
+def hint_signal(rollouts: list[Rollout], scores: Scores) -> set[str]:
+    """The rewards on which the batch's hinted samples differ: the signal the hint brings."""
+    hinted = [i for i in range(len(rollouts)) if rollouts[i].hinted and not scores.dropped[i]]
+    return {name for name, values in scores.rewards.items()
+            if len({values[i] for i in hinted if values[i] is not None}) >= 2}
+
+
+def starved_share(rollouts: list[Rollout], scores: Scores, signal: set[str]) -> float:
+    """How much the policy still needs the hint: over the ``signal`` rewards (``hint_signal``, remembered
+    from the iterations that had hinted samples), the largest share of prompts whose own, unhinted samples
+    are all equal on that reward. 1.0 when there are no own samples; 0.0 with no signal rewards.
 
     >>> from raftkit.rewards import Scores
     >>> rs = [Rollout(0, "p", "", [], []) for _ in range(2)] + [Rollout(0, "p", "", [], [], hinted=True)] * 2
     >>> emoji = [0.0, 0.0, 1.0, 2.0]  # flat on its own, varied with the hint
-    >>> starved_share(rs, Scores({"emoji": emoji}, {"emoji": 1.0}, {}, emoji, [False] * 4))
+    >>> scores = Scores({"emoji": emoji}, {"emoji": 1.0}, {}, emoji, [False] * 4)
+    >>> starved_share(rs, scores, hint_signal(rs, scores))
     1.0
     """
-    kept = [i for i in range(len(rollouts)) if not scores.dropped[i]]
-    hinted = [i for i in kept if rollouts[i].hinted]
     own: dict[int, list[int]] = defaultdict(list)
-    for i in kept:
-        if not rollouts[i].hinted:
-            own[rollouts[i].prompt_index].append(i)
+    for i, r in enumerate(rollouts):
+        if not r.hinted and not scores.dropped[i]:
+            own[r.prompt_index].append(i)
     if not own:
         return 1.0
     shares = [0.0]
-    for values in scores.rewards.values():
-        if len({values[i] for i in hinted if values[i] is not None}) < 2:
-            continue  # the hint brings no signal on this reward
+    for name in signal & scores.rewards.keys():
+        values = scores.rewards[name]
         flat = [len({values[i] for i in idx if values[i] is not None}) <= 1 for idx in own.values()]
         shares.append(sum(flat) / len(flat))
     return max(shares)
@@ -178,10 +184,12 @@ class GRPO(PolicyGradient):
                              f"got k={k}")
         super().__init__(policy, config, k=k, **kwargs)
         self.max_hinted = self.n_hinted  # the adaptive share starts here and never exceeds it
+        # Remembered so that the hint comes back if the policy loses a reward after the hint has faded out.
+        self.signal: set[str] = set()
         if self.n_hinted and config.explore_adaptive:
             self.explore_note = ("at first: the policy alone rarely earns these rewards, so its groups carry "
-                                 "no signal; it fades as the policy's own samples differ; --explore-hint '' "
-                                 "turns it off")
+                                 "no signal; it fades as the policy's own samples differ on them, and comes "
+                                 "back if they stop; --explore-hint '' turns it off")
 
     def targets(self, batch: Batch, rollouts: list[Rollout], scores: Scores) -> Targets:
         misses = self.misses(batch, rollouts, scores)
@@ -209,7 +217,9 @@ class GRPO(PolicyGradient):
         }
         if self.max_hinted:
             # Over the whole batch (all ranks), so every rank draws the same hinted share next time.
-            starved = starved_share(*distributed.gather_scored(rollouts, scores, len(batch), to_all=True))
+            everyone = distributed.gather_scored(rollouts, scores, len(batch), to_all=True)
+            self.signal |= hint_signal(*everyone)
+            starved = starved_share(*everyone, self.signal)
             metrics["explore/starved"] = starved
             if self.config.explore_adaptive:  # next iteration's share follows this one's signal
                 share = self.config.explore_share * starved
@@ -232,8 +242,9 @@ class GRPO(PolicyGradient):
                 for m, h, r in zip(misses, scores.degenerate, rollouts, strict=True)]
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "n_hinted": self.n_hinted}
+        return {**super().state_dict(), "n_hinted": self.n_hinted, "hint_signal": sorted(self.signal)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.n_hinted = state.get("n_hinted", self.n_hinted)
+        self.signal = set(state.get("hint_signal", self.signal))
