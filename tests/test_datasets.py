@@ -321,4 +321,3 @@ def test_bundled_answers_and_measurement_sets_are_separate(bundled):
             assert q not in bundled_q and q not in seen, (path.name, p)
             seen.add(q)
             assert isinstance(entry, list) and entry and all(isinstance(a, str) and a.strip() for a in entry)
-
