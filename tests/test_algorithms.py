@@ -12,7 +12,7 @@ import torch
 from test_grpo import PROMPT, _alone, _group, _policy
 
 from raftkit import algorithms, hookspecs
-from raftkit.algorithms.grpo import GRPO, GRPOConfig, answer_gated_advantages, hint_signal, starved_share
+from raftkit.algorithms.grpo import GRPO, GRPOConfig, answer_gated_advantages, hint_floors, unearned_share
 from raftkit.algorithms.losses import group_advantages
 from raftkit.algorithms.raftpp import RAFTpp, RAFTppConfig
 from raftkit.algorithms.reinforce_rej import ReinforceRej, ReinforceRejConfig, tied_prompts
@@ -287,42 +287,60 @@ def _hinted_group(own_emoji, hinted_emoji):
     return rollouts, Scores({"emoji": values}, {"emoji": 1.0}, {}, list(values), [False] * len(values))
 
 
-def _starved(own_emoji, hinted_emoji, signal=None):
+def _unearned(own_emoji, hinted_emoji, floors=None, degenerate=()):
     rollouts, scores = _hinted_group(own_emoji, hinted_emoji)
-    return starved_share(rollouts, scores, hint_signal(rollouts, scores) if signal is None else signal)
+    for i in degenerate:
+        scores.hits.setdefault("emoticon_flood", [0] * len(rollouts))[i] = 1
+    return unearned_share(rollouts, scores, hint_floors(rollouts, scores, {}) if floors is None else floors)
 
 
-def test_starved_share_by_hand():
-    assert _starved([0.0, 0.0], [1.0, 2.0]) == 1.0  # flat alone, signal with hints
-    assert _starved([0.0, 1.0], [1.0, 2.0]) == 0.0  # the policy varies on its own
-    assert _starved([3.0, 3.0], [3.0, 3.0]) == 0.0  # saturated: the hint brings nothing to find
-    assert hint_signal(*_hinted_group([0.0, 0.0], [3.0, 3.0])) == set()
-    # No hinted samples: the signal remembered from earlier iterations says what to look at.
-    assert _starved([0.0, 0.0], [], signal={"emoji"}) == 1.0
-    assert _starved([0.0, 0.0], [], signal=set()) == 0.0
-    assert _starved([0.0, 0.0], [], signal={"length"}) == 0.0  # a reward this batch does not have
+def test_unearned_share_by_hand():
+    assert _unearned([0.0, 0.0], [1.0, 2.0]) == 1.0  # nothing earned alone, signal with hints
+    assert _unearned([0.0, 1.0, 0.0, 0.0], [1.0, 2.0]) == 0.75  # one own sample of four earns it
+    assert _unearned([2.0, 1.0], [1.0, 2.0]) == 0.5  # the floor is the lowest value: 1 earns nothing here
+    assert _unearned([2.0, 1.0], [1.0, 2.0], floors={"emoji": 0.0}) == 0.0  # ... but above a remembered 0
+    assert _unearned([4.0, 1.0, 0.0, 0.0], [1.0, 2.0], degenerate=[0]) == 0.75  # a flood has not found it
+    assert _unearned([3.0, 3.0], [3.0, 3.0]) == 0.0  # saturated: the hint brings nothing to find
+    # No hinted samples: the rewards remembered from earlier iterations say what to look at.
+    assert _unearned([0.0, 0.0], [], floors={"emoji": 0.0}) == 1.0
+    assert _unearned([0.0, 0.0], [], floors={}) == 0.0
+    assert _unearned([0.0, 0.0], [], floors={"length": 0.0}) == 0.0  # a reward this batch does not have
 
 
-def test_grpo_exploration_fades_with_the_signal(tiny_model_path):
+def test_hint_floors_remember_the_lowest_value():
+    rollouts, scores = _hinted_group([3.0, 2.0], [1.0, 4.0])
+    assert hint_floors(rollouts, scores, {}) == {"emoji": 1.0}  # hinted samples differ: a hint reward
+    assert hint_floors(rollouts, scores, {"emoji": 0.0}) == {"emoji": 0.0}  # an earlier, lower floor stays
+    flat, flat_scores = _hinted_group([0.0, 1.0], [3.0, 3.0])
+    assert hint_floors(flat, flat_scores, {}) == {}  # hinted samples all equal: no signal from the hint
+    assert hint_floors(flat, flat_scores, {"emoji": 2.0}) == {"emoji": 0.0}  # remembered: floor lowered
+
+
+def test_grpo_exploration_fades_with_the_outcome(tiny_model_path):
     policy = _policy(tiny_model_path)
     algo = GRPO(policy, GRPOConfig(beta=0.0, is_correction="none"), lr=0.0, total_steps=10, k=4,
                 sampling=SAMPLING, rewards=["emoji"])
     assert algo.n_hinted == 2  # explore_share 0.5 of k = 4, from the first iteration
     algo.targets(Batch(["p"]), *_hinted_group([0.0, 0.0], [1.0, 2.0]))
-    assert algo.n_hinted == 2  # still starved
+    assert algo.n_hinted == 2  # the policy earns nothing alone
     algo.targets(Batch(["p"]), *_hinted_group([0.0, 1.0], [1.0, 2.0]))
-    assert algo.n_hinted == 0  # the policy finds the reward alone: no more hints
+    assert algo.n_hinted == 1  # half its own samples earn it: 0.5 x 0.5 x 4
+    algo.targets(Batch(["p"]), *_hinted_group([1.0, 2.0], [1.0, 2.0]))
+    assert algo.n_hinted == 0  # all of them earn more than the remembered floor 0: no more hints
     assert algo.state_dict()["n_hinted"] == 0
-    algo.targets(Batch(["p"]), *_hinted_group([1.0, 2.0, 0.0, 1.0], []))
-    assert algo.n_hinted == 0  # on-policy, and its own samples still differ on the emoji
+    algo.targets(Batch(["p"]), *_hinted_group([1.0, 2.0, 1.0, 1.0], []))
+    assert algo.n_hinted == 0  # on-policy, and it still earns the emoji
     algo.targets(Batch(["p"]), *_hinted_group([0.0] * 4, []))
     assert algo.n_hinted == 2  # it lost the emoji again: the hint comes back
-    assert algo.state_dict()["hint_signal"] == ["emoji"]
-    resumed = GRPO(policy, GRPOConfig(beta=0.0, is_correction="none"), lr=0.0, total_steps=10, k=4,
-                   sampling=SAMPLING, rewards=["emoji"])
-    resumed.load_state_dict({**algo.state_dict(), "n_hinted": 0})
-    resumed.targets(Batch(["p"]), *_hinted_group([0.0] * 4, []))
-    assert resumed.n_hinted == 2  # a resumed run remembers which rewards the hint brought
+    assert algo.state_dict()["hint_floors"] == {"emoji": 0.0}
+    saved = {**algo.state_dict(), "n_hinted": 0}
+    older = {**{k: v for k, v in saved.items() if k != "hint_floors"}, "hint_signal": ["emoji"]}
+    for state in (saved, older):  # this version's checkpoint, and one from before hint_floors
+        resumed = GRPO(policy, GRPOConfig(beta=0.0, is_correction="none"), lr=0.0, total_steps=10, k=4,
+                       sampling=SAMPLING, rewards=["emoji"])
+        resumed.load_state_dict(state)
+        resumed.targets(Batch(["p"]), *_hinted_group([0.0] * 4, []))
+        assert resumed.n_hinted == 2  # a resumed run remembers which rewards the hint brought
     fixed = GRPO(policy, GRPOConfig(beta=0.0, explore_adaptive=False), lr=0.0, total_steps=10, k=4,
                  sampling=SAMPLING, rewards=["emoji"])
     fixed.targets(Batch(["p"]), *_hinted_group([0.0, 1.0], [1.0, 2.0]))

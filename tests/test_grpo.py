@@ -218,6 +218,7 @@ def _seq_logprob(policy, prompt, completion):
 def _grpo(policy, k, lr=1e-3, **cfg):
     # The hand-made rollouts carry made-up sampler log-probs: no mismatch correction unless a test asks.
     cfg.setdefault("is_correction", "none")
+    cfg.setdefault("warmup_ratio", 0.0)  # one step at the full lr: the default warm-up's first is at lr 0
     return GRPO(policy, GRPOConfig(**cfg), lr=lr, total_steps=10, k=k,
                 sampling=SamplingParams(temperature=1.0, max_new_tokens=4))
 

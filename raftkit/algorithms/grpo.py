@@ -9,14 +9,15 @@ with PPO's clipped ratio and a k3 KL penalty towards the frozen starting model.
 bundled model writes an emoji in about 1 sample of 600: on `--reward emoji` every group of the policy's own
 samples is flat, and plain GRPO learns nothing. So a share of each prompt's samples is drawn with a hint
 ("Use emojis 😊.", ``explore``) and trained as completions of the plain prompt. The share follows the
-signal: each iteration it is ``explore_share`` times the share of prompts whose own samples were flat on a
-reward where hinted samples were not (remembered across iterations), so the hint fades out as the policy
-finds the reward itself, and comes back if it loses the reward again.
+outcome: each iteration it is ``explore_share`` times the share of the policy's own samples that earned
+nothing on a reward the hint brought signal on (remembered across iterations), so the hint fades out as the
+policy earns the reward itself, and comes back if it loses it again.
 docs/grpo.md gives the weights of hinted tokens and the bias they bring.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -46,6 +47,7 @@ class GRPOConfig(PolicyGradientConfig):
     """KL weight towards the starting model (k3 estimator per token); 0 skips the reference model."""
     # Measured defaults (docs/grpo.md, "Unfinished answers stay neutral"); the help texts are the base's.
     mini_batches: int = 4
+    warmup_ratio: float = 0.125  # the first of 8 iterations; at full lr it flooded seed 2 with emojis
     explore_prefill: bool = True
     truncated_neutral: bool = True
     """A completion cut by max_new_tokens gets advantage 0 unless a filter hit it (then it may only go
@@ -54,8 +56,9 @@ class GRPOConfig(PolicyGradientConfig):
     scale_rewards: Literal["group", "batch", "none"] = "group"
     """Advantage scaling: divide by the group's reward std, the batch's, or not at all (Dr. GRPO)."""
     explore_adaptive: bool = True
-    """Fade the hinted share with the signal: each iteration draws explore_share x (share of prompts whose
-    own samples were flat on a reward where hinted ones have not been); off: always explore_share."""
+    """Fade the hinted share with the outcome: each iteration draws explore_share x (share of the policy's
+    own samples that earned nothing, or were degenerate, on a reward where hinted ones differed); off:
+    always explore_share."""
     explore_is_cap: float = 1.0
     """Cap c of the hinted tokens' importance weight min(max(π_old(y|x) / μ(y|x+hint), floor), c)."""
     explore_is_floor: float = 1.0
@@ -137,36 +140,52 @@ def scatter(values: Tensor, groups: list[list[int]], n: int) -> Tensor:
     return out
 
 
-def hint_signal(rollouts: list[Rollout], scores: Scores) -> set[str]:
-    """The rewards on which the batch's hinted samples differ: the signal the hint brings."""
-    hinted = [i for i in range(len(rollouts)) if rollouts[i].hinted and not scores.dropped[i]]
-    return {name for name, values in scores.rewards.items()
-            if len({values[i] for i in hinted if values[i] is not None}) >= 2}
-
-
-def starved_share(rollouts: list[Rollout], scores: Scores, signal: set[str]) -> float:
-    """How much the policy still needs the hint: over the ``signal`` rewards (``hint_signal``, remembered
-    from the iterations that had hinted samples), the largest share of prompts whose own, unhinted samples
-    are all equal on that reward. 1.0 when there are no own samples; 0.0 with no signal rewards.
+def hint_floors(rollouts: list[Rollout], scores: Scores, floors: dict[str, float]) -> dict[str, float]:
+    """The rewards the hint brings signal on (those on which the batch's hinted samples differ), each with
+    the lowest value it has given: ``floors``, remembered from earlier iterations, joined with this batch's.
 
     >>> from raftkit.rewards import Scores
-    >>> rs = [Rollout(0, "p", "", [], []) for _ in range(2)] + [Rollout(0, "p", "", [], [], hinted=True)] * 2
-    >>> emoji = [0.0, 0.0, 1.0, 2.0]  # flat on its own, varied with the hint
+    >>> rs = [Rollout(0, "p", "", [], []), Rollout(0, "p", "", [], [], hinted=True)] * 2
+    >>> emoji = [0.0, 1.0, 0.0, 2.0]
     >>> scores = Scores({"emoji": emoji}, {"emoji": 1.0}, {}, emoji, [False] * 4)
-    >>> starved_share(rs, scores, hint_signal(rs, scores))
-    1.0
+    >>> hint_floors(rs, scores, {}), hint_floors(rs, scores, {"emoji": -1.0, "length": 0.5})
+    ({'emoji': 0.0}, {'emoji': -1.0, 'length': 0.5})
     """
-    own: dict[int, list[int]] = defaultdict(list)
-    for i, r in enumerate(rollouts):
-        if not r.hinted and not scores.dropped[i]:
-            own[r.prompt_index].append(i)
+    hinted = [i for i in range(len(rollouts)) if rollouts[i].hinted and not scores.dropped[i]]
+    out = dict(floors)
+    for name, values in scores.rewards.items():
+        seen = [v for v in values if v is not None]
+        if name in out and seen:
+            out[name] = min(out[name], *seen)
+        elif len({values[i] for i in hinted if values[i] is not None}) >= 2:
+            out[name] = min(seen)
+    return out
+
+
+def unearned_share(rollouts: list[Rollout], scores: Scores, floors: dict[str, float]) -> float:
+    """How much the policy still needs the hint: over the rewards in ``floors`` (``hint_floors``), the
+    largest share of the policy's own, unhinted samples that earn nothing on it (no more than its lowest
+    value so far) or that a filter hit (a flood of emojis has not found the emoji reward). 1.0 when there
+    are no own samples; 0.0 with no such rewards.
+
+    >>> from raftkit.rewards import Scores
+    >>> rs = [Rollout(0, "p", "", [], []) for _ in range(4)] + [Rollout(0, "p", "", [], [], hinted=True)] * 2
+    >>> emoji = [0.0, 0.0, 0.0, 1.0, 1.0, 2.0]  # one own sample of four earns it
+    >>> scores = Scores({"emoji": emoji}, {"emoji": 1.0}, {}, emoji, [False] * 6)
+    >>> unearned_share(rs, scores, {"emoji": 0.0})
+    0.75
+    """
+    own = [i for i, r in enumerate(rollouts) if not r.hinted and not scores.dropped[i]]
     if not own:
         return 1.0
+    degenerate = scores.degenerate
     shares = [0.0]
-    for name in signal & scores.rewards.keys():
-        values = scores.rewards[name]
-        flat = [len({values[i] for i in idx if values[i] is not None}) <= 1 for idx in own.values()]
-        shares.append(sum(flat) / len(flat))
+    for name, floor in floors.items():
+        values = scores.rewards.get(name)
+        if values is None:
+            continue
+        earned = sum(values[i] is not None and values[i] > floor and not degenerate[i] for i in own)
+        shares.append(1 - earned / len(own))
     return max(shares)
 
 
@@ -184,11 +203,12 @@ class GRPO(PolicyGradient):
                              f"got k={k}")
         super().__init__(policy, config, k=k, **kwargs)
         self.max_hinted = self.n_hinted  # the adaptive share starts here and never exceeds it
-        # Remembered so that the hint comes back if the policy loses a reward after the hint has faded out.
-        self.signal: set[str] = set()
+        # The rewards the hint brings, with their lowest values: remembered so that the hint comes back if
+        # the policy loses a reward after the hint has faded out.
+        self.floors: dict[str, float] = {}
         if self.n_hinted and config.explore_adaptive:
             self.explore_note = ("at first: the policy alone rarely earns these rewards, so its groups carry "
-                                 "no signal; it fades as the policy's own samples differ on them, and comes "
+                                 "no signal; it fades as the policy's own samples earn them, and comes "
                                  "back if they stop; --explore-hint '' turns it off")
 
     def targets(self, batch: Batch, rollouts: list[Rollout], scores: Scores) -> Targets:
@@ -218,11 +238,11 @@ class GRPO(PolicyGradient):
         if self.max_hinted:
             # Over the whole batch (all ranks), so every rank draws the same hinted share next time.
             everyone = distributed.gather_scored(rollouts, scores, len(batch), to_all=True)
-            self.signal |= hint_signal(*everyone)
-            starved = starved_share(*everyone, self.signal)
-            metrics["explore/starved"] = starved
-            if self.config.explore_adaptive:  # next iteration's share follows this one's signal
-                share = self.config.explore_share * starved
+            self.floors = hint_floors(*everyone, self.floors)
+            unearned = unearned_share(*everyone, self.floors)
+            metrics["explore/unearned"] = unearned
+            if self.config.explore_adaptive:  # next iteration's share follows this one's outcome
+                share = self.config.explore_share * unearned
                 self.n_hinted = min(self.max_hinted, hinted_count(self.k, share))
         in_loss = self.trainable(rollouts, scores)
         return Targets(advantages, in_loss, sequences=len(rollouts), metrics=metrics)
@@ -242,9 +262,11 @@ class GRPO(PolicyGradient):
                 for m, h, r in zip(misses, scores.degenerate, rollouts, strict=True)]
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "n_hinted": self.n_hinted, "hint_signal": sorted(self.signal)}
+        return {**super().state_dict(), "n_hinted": self.n_hinted, "hint_floors": self.floors}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.n_hinted = state.get("n_hinted", self.n_hinted)
-        self.signal = set(state.get("hint_signal", self.signal))
+        # Checkpoints before hint_floors kept the names only; their floors come from the next batch.
+        old = {name: math.inf for name in state.get("hint_signal", ())}
+        self.floors = dict(state.get("hint_floors", old or self.floors))

@@ -29,6 +29,7 @@ class ReinforceRejConfig(GRPOConfig):
     # GRPO's sampling and update defaults were measured for GRPO; Reinforce-Rej keeps the ones it was
     # measured with (docs/algorithms.md). The help texts are GRPOConfig's.
     mini_batches: int = 1
+    warmup_ratio: float = 0.0
     explore_prefill: bool = False
     truncated_neutral: bool = False
 
