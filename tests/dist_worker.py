@@ -63,7 +63,8 @@ def main(model: str, out: Path) -> None:
         policy = Policy(model, bf16=False)  # fp32: the comparison is at 1e-5
         if name.startswith("grpo"):
             # Two mini-batches of two prompts each: with two processes, each step's prompts are one rank's.
-            config = GRPOConfig(explore_hint="", micro_batch_size=1, beta=0.04,
+            # No warm-up: the default's first step runs at lr 0 and would move nothing to compare.
+            config = GRPOConfig(explore_hint="", micro_batch_size=1, beta=0.04, warmup_ratio=0.0,
                                 mini_batches=2 if name == "grpo_mini_batches" else 1)
             sampling = SamplingParams(max_new_tokens=8)
             algo = GRPO(policy, config, lr=1e-2, total_steps=1, k=K, sampling=sampling)
