@@ -241,6 +241,21 @@ def test_one_step_raises_the_best_completion(tiny_model_path):
     assert algo.reference is None  # beta = 0: no reference model is loaded at all
 
 
+def test_the_default_warm_up(tiny_model_path):
+    # 8 iterations x 4 mini-batches = 32 steps; 1/8 of them warm up: lr 0, 1/4, 1/2, 3/4, then the full lr
+    # decaying linearly to 0. A one-step run gets no warm-up: its only step would be at lr 0.
+    policy = _policy(tiny_model_path)
+    algo = GRPO(policy, GRPOConfig(), lr=1e-4, total_steps=8, k=2, sampling=SamplingParams())
+    lrs = []
+    for _ in range(6):
+        lrs.append(algo.scheduler.get_last_lr()[0])
+        algo.optimizer.step()
+        algo.scheduler.step()
+    assert lrs == pytest.approx([0.0, 2.5e-5, 5e-5, 7.5e-5, 1e-4, 1e-4 * 27 / 28])
+    single = GRPO(policy, GRPOConfig(mini_batches=1), lr=1e-4, total_steps=1, k=2, sampling=SamplingParams())
+    assert single.scheduler.get_last_lr()[0] == pytest.approx(1e-4)
+
+
 def test_loss_value_at_ratio_one(tiny_model_path):
     # μ = 1 and beta = 0: the ratio is exactly 1, so the per-token loss is -A and the loss is model-free.
     # Rewards (1, 0): mean .5, unbiased std √.5 -> A = ±.5 / (√.5 + 1e-4) = ±0.707007.

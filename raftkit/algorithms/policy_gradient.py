@@ -267,8 +267,9 @@ class PolicyGradient:
         except (RuntimeError, TypeError):
             self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
         optimizer_steps = max(1, total_steps * config.num_iterations * config.mini_batches)
-        self.scheduler = get_linear_schedule_with_warmup(
-            self.optimizer, math.ceil(config.warmup_ratio * optimizer_steps), optimizer_steps)
+        # The warm-up's first step is at lr 0; it never takes every step, or a one-step run would not move.
+        warmup = min(math.ceil(config.warmup_ratio * optimizer_steps), optimizer_steps - 1)
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, warmup, optimizer_steps)
         self.reference = self._load_reference() if config.beta > 0 else None
         self.progress: Callable[[int, int], None] | None = None  # the loop's progress bar: (done, total)
 
