@@ -216,9 +216,9 @@ def test_grpo_never_pushes_a_hinted_sample_down(tiny_model_path):
     assert advantages.tolist() == pytest.approx([-0.25, -0.75, 1.75, 0.0])
 
 
-def test_grpo_leaves_a_cut_off_sample_neutral_unless_it_is_degenerate(tiny_model_path):
-    """An unfinished completion is never pushed up, nor down for missing the answer; a flood that ran to the
-    limit still goes down."""
+def test_grpo_never_pushes_a_cut_off_sample_up_but_lets_it_go_down(tiny_model_path):
+    """An unfinished completion is no example of how to answer, so it never goes up; a cut-off miss and a
+    flood that ran to the limit are still examples of what not to do, so they go down."""
     rollouts, scores = _group([[300], [400], [500], [600]], [2.0, 1.0, 0.0, -1.0],
                               truncated=[False, True, True, True])
     for r, text in zip(rollouts, ("It is Paris.", "Paris, the city of", "Lyon is", "Paris 🐝🐝🐝🐝🐝🐝"),
@@ -228,14 +228,17 @@ def test_grpo_leaves_a_cut_off_sample_neutral_unless_it_is_degenerate(tiny_model
     batch = Batch(["capital of France?"], columns={"answers": [["Paris"]]})
     policy = _policy(tiny_model_path)
     # Keeping the answer (1, 1, 0, 0): (1/2, 1/2, -1/2, -1/2); the rewards among the answers (2, 1):
-    # (1/2, -1/2, 0, 0). Sums (1, 0, -1/2, -1/2): the cut-off miss "Lyon is" drops to 0, the flood keeps its
-    # -1/2. The cut-off answer's 0 would be 0 anyway; with reward 3 it would be +1 and still drop to 0.
+    # (1/2, -1/2, 0, 0). Sums (1, 0, -1/2, -1/2): nothing positive is cut off, so nothing changes; the
+    # cut-off miss "Lyon is" and the flood keep their -1/2.
     algo = _make(GRPO, GRPOConfig(scale_rewards="none", is_correction="none"), policy, k=4)
-    assert algo.targets(batch, rollouts, scores).advantages.tolist() == pytest.approx([1.0, 0.0, 0.0, -0.5])
-    scores.total[1] = scores.rewards["r"][1] = 3.0  # among the answers (2, 3): (-1/2, 1/2)
     target = algo.targets(batch, rollouts, scores)
-    assert target.advantages.tolist() == pytest.approx([0.0, 0.0, 0.0, -0.5])
-    assert target.metrics["truncated_neutral_n"] == 2  # the +1 and the -1/2 that became 0
+    assert target.advantages.tolist() == pytest.approx([1.0, 0.0, -0.5, -0.5])
+    assert target.metrics["truncated_neutral_n"] == 0
+    scores.total[1] = scores.rewards["r"][1] = 3.0  # among the answers (2, 3): (-1/2, 1/2)
+    # Sums (0, 1, -1/2, -1/2): the cut-off answer's +1 drops to 0.
+    target = algo.targets(batch, rollouts, scores)
+    assert target.advantages.tolist() == pytest.approx([0.0, 0.0, -0.5, -0.5])
+    assert target.metrics["truncated_neutral_n"] == 1
     off = _make(GRPO, GRPOConfig(scale_rewards="none", is_correction="none", truncated_neutral=False),
                 policy, k=4)
     assert off.targets(batch, rollouts, scores).advantages.tolist() == pytest.approx([0.0, 1.0, -0.5, -0.5])

@@ -50,9 +50,9 @@ class GRPOConfig(PolicyGradientConfig):
     warmup_ratio: float = 0.125  # the first of 8 iterations; at full lr it flooded seed 2 with emojis
     explore_prefill: bool = True
     truncated_neutral: bool = True
-    """A completion cut by max_new_tokens gets advantage 0 unless a filter hit it (then it may only go
-    down): an unfinished answer is no example of how to answer, a flood that ran to the limit still is
-    one of what not to do. Its tokens stay in the loss normaliser."""
+    """A completion cut by max_new_tokens is never pushed up (a positive advantage becomes 0) but may go
+    down: an unfinished answer is no example of how to answer, while a cut-off miss or flood is still one
+    of what not to do. Its tokens stay in the loss normaliser."""
     scale_rewards: Literal["group", "batch", "none"] = "group"
     """Advantage scaling: divide by the group's reward std, the batch's, or not at all (Dr. GRPO)."""
     explore_adaptive: bool = True
@@ -225,8 +225,9 @@ class GRPO(PolicyGradient):
         neutral = torch.zeros(len(rollouts), dtype=torch.bool)
         if self.config.truncated_neutral:
             cut = torch.tensor([r.truncated for r in rollouts], dtype=torch.bool)
-            bad = torch.tensor(degenerate, dtype=torch.bool)
-            neutral = cut & (~bad | (advantages > 0)) & (advantages != 0)
+            # Down but never up: left neutral, cut-off misses carried no signal, and once most samples
+            # ran to the limit nothing taught the policy to stop (seed 2 flooded; docs/grpo.md).
+            neutral = cut & (advantages > 0)
             advantages[neutral] = 0.0
         metrics = {
             "truncated_neutral_n": float(neutral.sum()),
