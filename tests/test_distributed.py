@@ -153,15 +153,20 @@ def test_raft_with_two_processes_writes_one_run_directory(tmp_path, tiny_model_p
 def test_grpo_with_two_processes_then_resumed_with_one(tmp_path, tiny_model_path):
     run = tmp_path / "run"
     done = _align("--algo", "grpo", "--reward", "length", "--model", tiny_model_path, "--iterations", "1",
-                  "--prompts-per-iteration", "2", *SMALL, "--no-keep-answers", "--output", str(run))
+                  "--prompts-per-iteration", "2", *SMALL, "--no-keep-answers", "--no-truncated-neutral",
+                  "--output", str(run))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     rollouts = _lines(run / "iterations" / "000001" / "rollouts.jsonl")
     assert [r["prompt_index"] for r in rollouts] == [0, 0, 1, 1]
+    pushed = []
     for p in (0, 1):  # each group's advantages are relative to its own mean, on the rank that drew it
         group = [r for r in rollouts if r["prompt_index"] == p]
         (plain,), (hinted,) = ([r["advantage"] for r in group if r["hinted"] == h] for h in (False, True))
-        # A pair's advantages are opposite, except that a hinted sample is never pushed down.
+        # A pair's advantages are opposite, except that a hinted sample is never pushed down. (Samples this
+        # short are all cut off; --no-truncated-neutral keeps a cut-off one from losing its push up.)
         assert hinted == pytest.approx(max(-plain, 0.0), abs=1e-5)
+        pushed.append(plain)
+    assert any(pushed)  # not every group tied
 
     # The checkpoint is a full state dict: one process continues what two started.
     resumed = CliRunner().invoke(main, ["align", "--resume", str(run), "--iterations", "2"])
