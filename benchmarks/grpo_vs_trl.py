@@ -4,7 +4,7 @@ Both train the bundled SmolLM2-135M-Instruct with the rewards emoji + length on 
 same order: 8 prompts x 4 generations per optimiser step, 32 new tokens, temperature 0.9, beta 0.04,
 lr 1e-5 decaying linearly to 0, loss dapo, advantages scaled by the group std, epsilon 0.2.
 
-TRL as DESIGN.md measured it: per_device_train_batch_size=8 with gradient_accumulation_steps=4 (TRL
+TRL: per_device_train_batch_size=8 with gradient_accumulation_steps=4 (TRL
 counts completions, so one step is 32 completions = 8 prompts x 4), gradient checkpointing on (its
 default), HF generate for sampling (use_vllm=False).
 raftkit: its vLLM sampler (in-process, weights synced in place).

@@ -95,7 +95,7 @@ def make_algorithm(cfg: AlignConfig, algo_cfg: Any, policy: Any, sampling: Any) 
 
 
 def make_sampler(cfg: AlignConfig, model_path: str) -> Any:
-    # The in-process engine is what lets the loop sync weights into it (DESIGN.md).
+    # The in-process engine is what lets the loop sync weights into it (docs/design.md).
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(cfg.kv_cache_gib))))
     from raftkit.sampling import sampler

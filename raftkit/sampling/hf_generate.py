@@ -1,7 +1,7 @@
 """The transformers sampler: batched ``generate`` with left padding and the KV cache.
 
 Used with ``--sampler hf`` and wherever vLLM cannot be imported. bf16 weights are its fastest path on a
-CPU with native bf16 (measured in DESIGN.md), so that is the default there.
+CPU with native bf16, so that is the default there.
 """
 
 from __future__ import annotations
