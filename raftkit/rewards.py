@@ -4,9 +4,10 @@ A reward is ``fn(prompts, completions, **kwargs) -> list[float | None]``, exactl
 calls it: dataset columns and cheap extras (``completion_ids``) arrive as keyword arguments. A filter is
 called the same way and returns the number of degenerate-pattern hits per sample.
 
-``RewardStack.score`` runs the configured rewards and filters (sync ones in threads, async ones awaited,
-all concurrently, each under a timeout), checks every value, and combines them: a weighted sum of the
-rewards that apply (``None`` is left out, as TRL does), then the filters' verdicts.
+``RewardStack.score`` runs the configured rewards and filters (each on a thread of its own, an async one
+in its own event loop there, all concurrently, each under a timeout and on its own copy of the arguments),
+checks every value, and combines them: a weighted sum of the rewards that apply (``None`` is left out, as
+TRL does), then the filters' verdicts.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -391,66 +391,66 @@ class RewardStack:
 
 
 def _run_all(entries: Sequence[ConfiguredReward], kwargs: dict[str, Any], timeout: float):
-    """Call every entry concurrently; returns (outputs or exceptions, seconds per label)."""
-    seconds: dict[str, float] = {}
+    """Call every entry concurrently, each on a daemon thread of its own (an async one in its own event loop
+    there); returns (outputs or exceptions, seconds per label).
 
-    async def one(e: ConfiguredReward):
-        start = time.perf_counter()
-        try:
-            if inspect.iscoroutinefunction(e.fn):
-                coro = e.fn(**kwargs)
-            else:
-                coro = _in_daemon_thread(functools.partial(e.fn, **kwargs), e.label)
-            out = await asyncio.wait_for(coro, timeout)
-            if inspect.isawaitable(out):  # a sync wrapper that returned a coroutine
-                out = await asyncio.wait_for(out, max(0.0, timeout - (time.perf_counter() - start)))
-            return out
-        finally:
-            seconds[e.label] = time.perf_counter() - start
-
-    async def everything():
-        return await asyncio.gather(*(one(e) for e in entries), return_exceptions=True)
-
-    return _run_coroutine(everything()), seconds
-
-
-def _in_daemon_thread(fn: Callable[[], Any], label: str) -> asyncio.Future:
-    """Run ``fn`` on a daemon thread of its own and return a future for its result.
-
-    Not an executor: a timed-out thread cannot be killed, and both ``asyncio.run`` and the interpreter
-    join executor threads on the way out, which would turn the timeout back into a silent hang. A daemon
-    thread is abandoned instead. (Code that holds the GIL, e.g. one catastrophic ``re`` match, still
-    blocks everything: the built-in rewards use only linear-time patterns for that reason.)
+    Each entry gets its own copy of the list arguments, so a reward that edits ``completions`` in place
+    cannot change what the next one scores. An entry still running ``timeout`` seconds after the start
+    yields a TimeoutError, and whatever it returns later is never read: a coroutine that blocks
+    (``time.sleep``) or swallows its cancellation holds only its own thread.
     """
-    loop = asyncio.get_running_loop()
-    future = loop.create_future()
+    start = time.perf_counter()
+    calls = [_start_call(e, _own_copy(kwargs)) for e in entries]
+    outputs: list[Any] = []
+    seconds: dict[str, float] = {}
+    for e, (done, slot) in zip(entries, calls, strict=True):
+        if done.wait(max(0.0, timeout - (time.perf_counter() - start))) and "out" in slot:
+            outputs.append(slot["out"])
+            seconds[e.label] = slot["seconds"]
+        else:
+            outputs.append(TimeoutError(f"{e.label} did not return within {timeout:g} s"))
+            seconds[e.label] = time.perf_counter() - start
+    return outputs, seconds
 
-    def settle(result: Any, error: BaseException | None) -> None:
-        if not future.done():
-            future.set_exception(error) if error is not None else future.set_result(result)
+
+def _own_copy(value: Any) -> Any:
+    """Lists, tuples and dicts copied down to their leaves (chat messages included); the leaves (strings,
+    numbers, other objects) shared, as they cannot be changed in place or are the caller's own."""
+    if isinstance(value, list | tuple):
+        return [_own_copy(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _own_copy(v) for k, v in value.items()}
+    return value
+
+
+def _start_call(e: ConfiguredReward, kwargs: dict[str, Any]) -> tuple[threading.Event, dict[str, Any]]:
+    """Start ``e.fn(**kwargs)`` on a daemon thread; the event is set once ``slot`` holds ``out`` (a value or
+    the exception it raised) and ``seconds``.
+
+    Not an executor: a timed-out thread cannot be killed, and both the interpreter and an executor join
+    their threads on the way out, which would turn the timeout back into a silent hang. A daemon thread is
+    abandoned instead. (Code that holds the GIL, e.g. one catastrophic ``re`` match, still blocks
+    everything: the built-in rewards use only linear-time patterns for that reason.)
+    """
+    done, slot = threading.Event(), {}
 
     def target() -> None:
+        t0 = time.perf_counter()
         try:
-            result, error = fn(), None
-        except BaseException as e:
-            result, error = None, e
-        try:
-            loop.call_soon_threadsafe(settle, result, error)
-        except RuntimeError:  # the loop is gone: this call timed out long ago and nobody waits for it
-            pass
+            out = e.fn(**kwargs)
+            if inspect.isawaitable(out):  # an async reward (or a sync wrapper returning a coroutine)
+                out = asyncio.run(_awaited(out))
+        except BaseException as exc:  # sys.exit too: reported as the reward's error, not a silent exit
+            out = exc
+        slot.update(out=out, seconds=time.perf_counter() - t0)
+        done.set()
 
-    threading.Thread(target=target, name=f"raftkit-reward-{label}", daemon=True).start()
-    return future
+    threading.Thread(target=target, name=f"raftkit-reward-{e.label}", daemon=True).start()
+    return done, slot
 
 
-def _run_coroutine(coro):
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    # Called from inside a running loop (a notebook): run ours on a thread of its own.
-    with ThreadPoolExecutor(1) as ex:
-        return ex.submit(asyncio.run, coro).result()
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -467,6 +467,9 @@ def _explain_exception(e: ConfiguredReward, exc: BaseException, kwargs: dict[str
             f"{kind} '{e.label}' did not return within {timeout:g} s on a batch of {n} completions "
             f"(longest {longest} characters); raise the timeout (--reward-timeout) or make it faster",
             reward=e.label)
+    if isinstance(exc, SystemExit):  # would end the whole run without a word
+        return RewardError(f"{kind} '{e.label}' called sys.exit({exc.code!r}); a {kind} must return its "
+                           "values (or raise an exception), not end the process", reward=e.label)
     index = _first_failing_index(e, kwargs, budget=timeout)
     completions = kwargs["completions"]
     where = f" at batch index {index}" if index is not None else f" on a batch of {len(completions)}"
@@ -525,11 +528,20 @@ def _check_values(label: str, out: Any, n: int, completions: Sequence[Any]) -> l
             raise RewardError(
                 f"reward '{label}' returned a non-number {_short(repr(v))} ({type(v).__name__}) at batch "
                 f"index {i} (completion: {_short(completions[i])})", reward=label, index=i, value=v)
+        try:
+            v = float(v)
+        except OverflowError:  # an int beyond float range (10**400): no total can hold it
+            # Its size, not its digits: str() of a huge int is slow and refused past 4,300 digits.
+            size = int(int(abs(v)).bit_length() * math.log10(2))
+            raise RewardError(
+                f"reward '{label}' returned {'-' * (v < 0)}1e{size} or so, too large for a float, at batch "
+                f"index {i}; return values within ±1.8e308 (completion: {_short(completions[i])})",
+                reward=label, index=i, value=None) from None
         if not math.isfinite(v):
             raise RewardError(
                 f"reward '{label}' returned {v} at batch index {i} (completion: {_short(completions[i])})",
                 reward=label, index=i, value=v)
-        values.append(float(v))
+        values.append(v)
     return values
 
 

@@ -11,6 +11,7 @@ from conftest import inline_plugin, tiny_llama_config
 
 from raftkit import RewardError, RewardStack
 from raftkit import filter as raftkit_filter
+from raftkit.rewards import completion_text
 from raftkit.rollouts import Batch, Rollout
 
 
@@ -372,3 +373,80 @@ def test_a_non_finite_weight_is_refused(spec):
         RewardSpec.coerce({"name": "length", "weight": float("inf")})
     with pytest.raises(RegistryError, match="finite"):
         RewardSpec.coerce({"name": "length", "weight": float("nan")})  # a config's `weight: .nan`
+
+
+# --------------------------------------------------------------------------- rewards that misbehave
+
+
+async def blocking_async(completions, **kwargs):
+    time.sleep(3)  # blocks its event loop: no await point for a timeout to cancel at
+    return [0.0] * len(completions)
+
+
+async def stubborn_async(completions, **kwargs):
+    try:
+        await asyncio.sleep(3)
+    except asyncio.CancelledError:
+        await asyncio.sleep(0.5)
+        return [99.0] * len(completions)  # a late value: must never be used
+    return [99.0] * len(completions)
+
+
+@pytest.mark.parametrize("fn", [blocking_async, stubborn_async])
+def test_an_async_reward_cannot_outlast_its_timeout(fn):
+    stack = stack_of(fn, rewards=["emoji", fn.__name__], timeout=0.5)
+    start = time.perf_counter()
+    with pytest.raises(RewardError, match=rf"reward '{fn.__name__}' did not return within 0.5 s"):
+        stack.score(["p", "p"], ["a", "b"])
+    assert time.perf_counter() - start < 1.5
+
+
+def quits(completions, **kwargs):
+    import sys
+
+    sys.exit(3)
+
+
+async def quits_async(completions, **kwargs):
+    import sys
+
+    sys.exit(3)
+
+
+@pytest.mark.parametrize("fn", [quits, quits_async])
+def test_a_reward_calling_sys_exit_is_an_error_naming_it(fn):
+    stack = stack_of(fn, rewards=[fn.__name__])
+    with pytest.raises(RewardError, match=rf"reward '{fn.__name__}' called sys.exit\(3\); a reward must "):
+        stack.score(["p"], ["a"])
+
+
+def huge(completions, **kwargs):
+    return [10**400] * len(completions)
+
+
+def test_a_value_too_large_for_a_float_names_the_reward_and_index():
+    with pytest.raises(RewardError, match=r"reward 'huge' returned 1e400 or so, too large for a float, at "
+                                          r"batch index 0; return values within"):
+        stack_of(huge, rewards=["huge"]).score(["p"], ["a"])
+
+
+def vandal(completions, **kwargs):
+    out = [float(len(completion_text(c))) for c in completions]
+    completions[0] = "x" * 50  # edits the list it was given...
+    if isinstance(completions[1], list):
+        completions[1][0]["content"] = "y" * 50  # ...and a chat message inside it
+    return out
+
+
+def text_length(completions, **kwargs):
+    return [float(len(completion_text(c))) for c in completions]
+
+
+def test_a_reward_editing_its_arguments_does_not_change_what_others_score():
+    stack = stack_of(vandal, text_length, rewards=["vandal", "text_length", "length:target=2"])
+    completions = ["ab", [{"role": "assistant", "content": "abc"}]]
+    for _ in range(3):  # whichever reward's thread runs first
+        scores = stack.score(["p", "q"], completions)
+        assert scores.rewards["vandal"] == scores.rewards["text_length"] == [2.0, 3.0]
+        assert scores.rewards["length"][0] == 1.0
+    assert completions == ["ab", [{"role": "assistant", "content": "abc"}]]  # the caller's lists too

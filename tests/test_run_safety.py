@@ -455,3 +455,58 @@ def test_a_run_killed_in_its_last_swap_resumes_to_a_complete_run(tiny_model_path
     assert (run / "model" / "config.json").is_file() and not (run / "model.old").exists()
     assert json.loads((run / "run.json").read_text())["status"] == "finished"
     assert [r["iteration"] for r in rundir.read_jsonl(run / "metrics.jsonl")] == [1]
+
+
+# --------------------------------------------------------------------------- untrusted run folders
+
+
+class _Planted:
+    """What a hostile state.pt holds: unpickling it calls open(marker, "w"), i.e. runs code."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_not_executed(tiny_policy, tmp_path):
+    import torch
+
+    algo = RAFT(tiny_policy, RaftConfig(), lr=1e-3, total_steps=3, k=2, sampling=None)
+    loop.save_checkpoint(tmp_path, tiny_policy, algo, 2)
+    path, marker = rundir.latest_checkpoint(tmp_path)
+    planted = tmp_path / "planted-code-ran"
+    torch.save({"algorithm_state": _Planted(planted), "rng": checkpoint.rng_state()},
+               path / checkpoint.CHECKPOINT_STATE)
+    with pytest.raises(checkpoint.CheckpointError, match=r"state.pt: refused to load: .*could run code"):
+        checkpoint.load_checkpoint(path, marker, tiny_policy, algo)
+    assert not planted.exists()
+
+
+def test_checkpoints_written_by_raftkit_still_load_as_data(tiny_policy, tmp_path):
+    import random
+
+    import numpy as np
+    import torch
+
+    from raftkit.algorithms.grpo import GRPO, GRPOConfig
+
+    grpo = GRPO(tiny_policy, GRPOConfig(), lr=1e-3, total_steps=3, k=2, sampling=None)
+    grpo.floors = {"answer_match": 0.5, "emoji": float("inf")}
+    random.seed(7)
+    np.random.seed(7)
+    torch.manual_seed(7)
+    loop.save_checkpoint(tmp_path, tiny_policy, grpo, 2)
+    expected = (random.random(), float(np.random.rand()), float(torch.rand(1)))
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    grpo.floors = {}
+    assert checkpoint.load_checkpoint(*rundir.latest_checkpoint(tmp_path), tiny_policy, grpo) == 2
+    assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected
+    assert grpo.floors == {"answer_match": 0.5, "emoji": float("inf")}
+    raft = RAFT(tiny_policy, RaftConfig(), lr=1e-3, total_steps=3, k=2, sampling=None)
+    (tmp_path / "raft").mkdir()
+    loop.save_checkpoint(tmp_path / "raft", tiny_policy, raft, 1)
+    assert checkpoint.load_checkpoint(*rundir.latest_checkpoint(tmp_path / "raft"), tiny_policy, raft) == 1

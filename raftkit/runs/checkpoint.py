@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import time
 from pathlib import Path
@@ -74,12 +75,44 @@ def load_checkpoint(path: Path, marker: dict[str, Any], policy: Any, algorithm: 
     _, unexpected = policy.model.load_state_dict(weights, strict=not policy.lora_r)
     if unexpected:
         raise CheckpointError(f"{path}: checkpoint weights do not fit the model ({unexpected[:3]}...)")
-    state = torch.load(
-        path / CHECKPOINT_STATE, weights_only=False
-    )  # our own file: RNG tuples, optimiser state
+    state = load_state(path / CHECKPOINT_STATE)
     algorithm.load_state_dict(state["algorithm_state"])
     set_rng_state(state["rng"])
     return int(marker["iteration"])
+
+
+def _numpy_globals() -> list[Any]:
+    """The NumPy types a checkpoint's RNG state pickles (``np.random.get_state()``: an array of uint32)."""
+    import numpy as np
+
+    try:
+        from numpy._core.multiarray import _reconstruct  # NumPy 2
+    except ImportError:  # pragma: no cover - NumPy 1
+        from numpy.core.multiarray import _reconstruct
+    return [_reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """Read a checkpoint's ``state.pt`` as data only: tensors, numbers, strings, containers and NumPy's RNG
+    arrays. A run folder may come from anywhere, and a full pickle runs whatever code it names, so a file
+    that needs anything else is refused (CheckpointError), never executed."""
+    import pickle
+
+    try:
+        with torch.serialization.safe_globals(_numpy_globals()):
+            state = torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as e:
+        needs = re.search(r"GLOBAL ([\w.]+)", str(e))
+        what = f" ({needs.group(1)})" if needs else ""
+        raise CheckpointError(
+            f"{path}: refused to load: it holds objects other than training data{what}, which could run "
+            "code. raftkit writes no such checkpoint; start a new run, or --restart this one"
+        ) from None
+    except (OSError, RuntimeError, EOFError) as e:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({e}); --restart the run") from None
+    if not isinstance(state, dict) or "algorithm_state" not in state or "rng" not in state:
+        raise CheckpointError(f"{path}: not a raftkit checkpoint (no algorithm_state/rng); --restart the run")
+    return state
 
 
 def keep_copy(root: Path, iteration: int) -> None:
