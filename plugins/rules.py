@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from dataclasses import dataclass
+from fractions import Fraction
 from functools import cache, lru_cache
 from typing import Annotated, Any, Literal
 
@@ -276,41 +278,113 @@ def repetition(completions: list[Any], *, n: Annotated[int, Ge(1)] = 3, **kwargs
 # --------------------------------------------------------------------------- answer accuracy
 
 _KEYCAP = re.compile("([0-9#*])\ufe0f?\u20e3")  # 7️⃣ -> 7, before emojis are removed
+# A thin or no-break space between digit groups (3 776, SI style) is a thousands separator; before NFKC,
+# which turns these into ordinary spaces (and "3 776" with an ordinary space may be a list).
+_THIN_THOUSANDS = re.compile(r"(?<=\d)[\u2009\u202f\u00a0](?=\d{3}(?!\d))")
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")  # 3,776 -> 3776; 1,2,3 stays
+_ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")  # invisible inside a word
+_SUPERSCRIPTS = str.maketrans({**{c: f"^{d}" for d, c in enumerate("⁰¹²³⁴⁵⁶⁷⁸⁹")}, "⁻": "^-", "⁺": "^+"})
 # Letters of scripts that put spaces between words (Latin without × and ÷, Greek, Cyrillic) and digits:
 # an answer edge made of one must not touch another ("7" is not in "17", "cat" not in "category"). Not
 # \w, which matches CJK too and would refuse the "7" in "答えは7です".
 _EDGE = "0-9a-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u0370-\u03ff\u0400-\u04ff"
 _EDGE_CHAR = re.compile(f"[{_EDGE}]")
+_WORD = _EDGE + "_+#"  # word characters for an answer's edges: "C" is not in "C++" or "C#"
+_WORD_CHAR = re.compile(f"[{_WORD}]")
+_LETTERS = _EDGE[3:]  # without the digits
+# A number: a sign only where no word character precedes it ("COVID-19", "5-7" have none), digits with
+# one decimal point or comma, or a fraction, or an exponent (10² is written 10^2 by normalize_answer).
+_NUMBER = re.compile(
+    rf"(?:(?<![{_WORD}])(?P<sign>[-+]))?(?<![{_LETTERS}0-9])(?<!\d[.,/^])"
+    # Bounded runs of digits: int() refuses strings of over 4,300 digits, and no answer is that long.
+    r"(?P<int>\d{1,300})(?:[.,](?P<frac>\d{1,300})(?![.,]\d)|/(?P<den>\d{1,300})|\^(?P<exp>[-+]?\d{1,3}))?"
+    rf"(?![{_LETTERS}0-9])(?![.,/^]\d)"
+)
 
 
 def normalize_answer(text: str) -> str:
     """Text as ``answer_match`` compares it: keycaps to digits, emojis replaced by spaces (an emoji
-    separates words: "7🎉days"), NFKC (full-width digits and letters folded), casefolded, thousands
-    separators removed, whitespace collapsed.
+    separates words: "7🎉days"), zero-width characters dropped, superscripts written as exponents
+    (10² -> 10^2), thin-space thousands separators dropped, NFKC (full-width digits and letters folded),
+    other scripts' decimal digits (Arabic-Indic ٣) to ASCII, the minus sign − to -, casefolded (İ to i),
+    thousands separators removed, whitespace collapsed.
 
     >>> normalize_answer("富士山は３，７７６ m 🗻")
     '富士山は3776 m'
     """
     text = emoji_lib.replace_emoji(_KEYCAP.sub(r"\1", text), " ")
-    text = _THOUSANDS.sub("", unicodedata.normalize("NFKC", text).casefold())
+    text = _THIN_THOUSANDS.sub("", _ZERO_WIDTH.sub("", text).translate(_SUPERSCRIPTS))
+    text = unicodedata.normalize("NFKC", text).replace("\u2212", "-").replace("\u066b", ".")
+    text = "".join(str(unicodedata.decimal(c)) if c > "\x7f" and unicodedata.decimal(c, None) is not None
+                   else c for c in text)
+    text = _THOUSANDS.sub("", text.casefold().replace("i\u0307", "i"))
     return " ".join(text.split())
+
+
+def _number_value(m: re.Match[str]) -> Fraction | None:
+    """The value of a ``_NUMBER`` match (None for a zero denominator)."""
+    value = Fraction(int(m["int"]))
+    if m["frac"]:
+        value += Fraction(int(m["frac"]), 10 ** len(m["frac"]))
+    elif m["den"]:
+        if not int(m["den"]):
+            return None
+        value /= int(m["den"])
+    elif m["exp"]:
+        exp = int(m["exp"])
+        value = value**exp if value or exp >= 0 else Fraction(0)
+    return -value if m["sign"] == "-" else value
+
+
+def _numbers(text: str) -> set[Fraction]:
+    return {v for m in _NUMBER.finditer(text) if (v := _number_value(m)) is not None}
 
 
 @lru_cache(maxsize=4096)
 def _answer_pattern(answer: str) -> re.Pattern[str]:
-    # A boundary only on a side whose edge is a letter of a spaced script or a digit (a decimal point
-    # followed by a digit continues a number: "3" is not in "3.5"); CJK edges match as substrings.
-    left = f"(?<![{_EDGE}])(?<!\\d\\.)" if _EDGE_CHAR.match(answer[0]) else ""
-    right = f"(?![{_EDGE}])(?!\\.\\d)" if _EDGE_CHAR.match(answer[-1]) else ""
+    # A boundary only on a side whose edge is a word character of a spaced script, a digit, + or #;
+    # CJK edges match as substrings.
+    left = f"(?<![{_WORD}])" if _WORD_CHAR.match(answer[0]) else ""
+    right = f"(?![{_WORD}])" if _WORD_CHAR.match(answer[-1]) else ""
+    if _EDGE_CHAR.match(answer[-1]) and answer[-1].isdigit():
+        right += r"(?![.,/^]\d)"  # a number goes on: "3776 m" is not in "3776.5 m"
     return re.compile(left + re.escape(answer) + right)
 
 
-def _accepted(entry: Any) -> list[str]:
+def _emoji_key(text: str) -> str:
+    return text.replace("\ufe0f", "").strip()  # with or without the emoji presentation selector
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """One accepted answer: a number (compared by value), text (matched on word edges) or emojis."""
+
+    kind: Literal["number", "text", "emoji"]
+    value: Any
+
+    def found_in(self, raw: str, text: str, numbers: set[Fraction]) -> bool:
+        if self.kind == "number":
+            return self.value in numbers
+        if self.kind == "emoji":
+            return self.value in _emoji_key(raw)
+        return bool(_answer_pattern(self.value).search(text))
+
+
+def _accepted(entry: Any) -> list[_Answer]:
     if entry is None:
         return []
     items = [entry] if isinstance(entry, str) or not isinstance(entry, list | tuple) else entry
-    return [a for a in (normalize_answer(str(x)) for x in items if x is not None) if a]
+    out = []
+    for raw in (str(x) for x in items if x is not None):
+        text = normalize_answer(raw)
+        if m := _NUMBER.fullmatch(text):
+            value = _number_value(m)
+            out.append(_Answer("number", value) if value is not None else _Answer("text", text))
+        elif text:
+            out.append(_Answer("text", text))
+        elif _emoji_key(raw):  # only emojis: looked for as they are
+            out.append(_Answer("emoji", _emoji_key(raw)))
+    return out
 
 
 @reward(name="answer_match", description="1.0 if an accepted answer (dataset column `answers`) is present.")
@@ -318,11 +392,15 @@ def answer_match(completions: list[Any], answers: list[Any] | None = None, **kwa
                  ) -> list[float | None]:
     """Whether each completion contains one of its row's accepted answers.
 
-    Both sides are normalised (``normalize_answer``: NFKC, casefold, emojis and thousands separators
-    dropped), so "PARIS 🗼" matches "Paris" and "３,７７６" matches "3776". An answer whose first or last
-    character is a Latin/Greek/Cyrillic letter or a digit must not touch another such character on that
-    side ("7" is not in "17", "cat" is not in "category", "Paris" is not in "Parisian"); a CJK edge
-    needs no boundary ("東京" is in "東京です"), nor does a CJK neighbour block one ("7" is in "答えは7日").
+    Both sides are normalised (``normalize_answer``: NFKC, casefold, emojis, zero-width characters and
+    thousands separators dropped, other digits to ASCII), so "PARIS 🗼" matches "Paris" and "３,７７６"
+    matches "3776". An accepted answer that is a number is compared by value with every number in the
+    completion, sign, decimal point or comma, fraction and exponent included: "7.5" is in "7,5 m", "7" is
+    not, "5" is not in "-5", "3" not in "3/4", "100" is in "10²". Other answers whose first or last
+    character is a Latin/Greek/Cyrillic letter, a digit, ``+`` or ``#`` must not touch another such
+    character on that side ("cat" is not in "category", "C" is not in "C++" or "C#"); a CJK edge needs
+    no boundary ("東京" is in "東京です"), nor does a CJK neighbour block one ("7" is in "答えは7日"). An
+    answer made only of emojis is looked for as it is ("🎉").
 
     Args:
         completions: strings or chat messages.
@@ -347,8 +425,10 @@ def answer_match(completions: list[Any], answers: list[Any] | None = None, **kwa
         if not accepted:
             out.append(None)
             continue
-        text = normalize_answer(completion_text(c))
-        out.append(1.0 if any(_answer_pattern(a).search(text) for a in accepted) else 0.0)
+        raw = completion_text(c)
+        text = normalize_answer(raw)
+        numbers = _numbers(text) if any(a.kind == "number" for a in accepted) else set()
+        out.append(1.0 if any(a.found_in(raw, text, numbers) for a in accepted) else 0.0)
     return out
 
 

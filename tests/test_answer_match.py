@@ -80,3 +80,43 @@ def test_answer_match_answers_column_reaches_answer_match_in_the_stack():
     assert stack.score_rollouts(rollouts, batch).rewards["answer_match"] == [1.0, 0.0, 1.0]
     # A dataset without the column: None for every sample, not an error.
     assert stack.score(["q"], ["Paris"]).rewards["answer_match"] == [None]
+
+
+def test_answer_match_gives_no_false_credit():
+    cases = [
+        ("I write C++ every day", ["C"]),  # + and # are word characters: C++ and C# are other words
+        ("C# is my language", ["C"]),
+        ("It is 7,5 m long", ["7"]),  # a decimal comma continues the number: 7.5
+        ("The answer is -5.", ["5"]),  # a sign belongs to the number
+        ("About −5 degrees", ["5"]),  # U+2212 MINUS SIGN too
+        ("Three quarters: 3/4", ["3"]),  # a fraction is one number
+        ("It grows as 10²", ["102"]),  # a superscript is an exponent, not a digit: 100
+        ("It grows as 10²", ["2"]),
+        ("Version 3.5.1", ["5"]),
+    ]
+    got = answer_match([c for c, _ in cases], answers=[a for _, a in cases])
+    assert got == [0.0] * len(cases), [c for (c, _), g in zip(cases, got, strict=True) if g]
+
+
+def test_answer_match_credits_what_it_used_to_miss():
+    cases = [
+        ("The capital is Pa\u200bris.", ["Paris"]),  # a zero-width space inside the word
+        ("The city is İstanbul", ["Istanbul"]),  # dotted capital I casefolds to i + U+0307
+        ("İSTANBUL", ["istanbul"]),
+        ("Mount Fuji is 3\u2009776 m high", ["3776"]),  # thin space as a thousands separator
+        ("Mount Fuji is 3\u202f776 m high", ["3776"]),  # narrow no-break space
+        ("ارتفاعه ٣٧٧٦ مترا", ["3776"]),  # Arabic-Indic digits
+        ("The answer: 🎉", ["🎉"]),  # an emoji-only answer is an answer, not a missing one
+        ("Hearts ❤️ all round", ["❤"]),  # with or without the emoji variation selector
+        ("It is 7,5 m long", ["7.5"]),  # the same number written with a decimal comma
+        ("The answer is -5.", ["-5"]),
+        ("About −5 degrees", ["-5"]),
+        ("Three quarters: 3/4", ["0.75"]),  # numbers are compared as numbers
+        ("It grows as 10²", ["100"]),
+        ("I write C++ every day", ["C++"]),
+        ("Pages 5-7", ["7"]),  # a hyphen after a digit is a range, not a sign
+        ("1, 2, 3", ["2"]),
+    ]
+    got = answer_match([c for c, _ in cases], answers=[a for _, a in cases])
+    assert got == [1.0] * len(cases), [c for (c, _), g in zip(cases, got, strict=True) if g != 1.0]
+    assert answer_match(["no emoji here", "👍"], answers=[["🎉"], ["🎉"]]) == [0.0, 0.0]
