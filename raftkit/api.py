@@ -37,10 +37,11 @@ class Run:
 
     @property
     def metrics(self) -> list[dict[str, Any]]:
-        """One dict per completed iteration, from metrics.jsonl."""
+        """One dict per completed iteration, from metrics.jsonl (older metric names read as current ones)."""
+        from raftkit.runs.metric_names import canonical
         from raftkit.runs.rundir import read_jsonl
 
-        return list(read_jsonl(self.path / "metrics.jsonl"))
+        return [canonical(m) for m in read_jsonl(self.path / "metrics.jsonl")]
 
     @property
     def eval(self) -> dict[str, Any]:
@@ -148,8 +149,14 @@ def align(
     config.yaml supplies every setting, and what is passed here overrides it (``iterations=12`` extends
     a finished run).
     """
-    from raftkit import loop
+    import warnings
 
+    from raftkit import loop
+    from raftkit.trl_names import fold_reward_weights, translate
+
+    # TRL's GRPOConfig names (num_generations=4, learning_rate=1e-5...) are raftkit's settings too.
+    options = translate(options, "raftkit.align", known=_is_setting,
+                        warn=lambda message: warnings.warn(message, stacklevel=3))
     values: dict[str, Any] = {**options}
     if resume is not None:
         values = {**_saved_config(resume), **values}
@@ -165,6 +172,7 @@ def align(
         values["filters"] = reward_specs(options["filters"])
     if output is not None:
         values["output"] = os.fspath(output)
+    fold_reward_weights(values, "raftkit.align")
     check_options(values, values["algo"], "raftkit.align")
     staged = run_dir = None
     if isinstance(values["dataset"], str | os.PathLike):
@@ -183,6 +191,16 @@ def align(
         if staged is not None:
             _adopt_dataset(staged, run_dir)
     return Run(run_dir)
+
+
+def _is_setting(name: str) -> bool:
+    """Whether ``name`` is a field of the common config or of any algorithm's."""
+    from raftkit import algorithms
+    from raftkit.config import AlignConfig
+
+    found, _ = algorithms.load_algorithms()
+    return any(name in {f.name for f in dataclasses.fields(cls)}
+               for cls in (AlignConfig, *(info.config for info in found.values())))
 
 
 def _run_path(run: str | os.PathLike | Run) -> Path:

@@ -52,7 +52,7 @@ class AlignConfig:
 
     algo: str = "raft"
     """Training algorithm: raft (keep the best samples, fine-tune on them), raftpp (RAFT with clipped
-    importance-sampled steps), reinforce_rej (REINFORCE, group-mean baseline, no all-equal groups), grpo,
+    importance-sampled steps), reinforce_rej (REINFORCE on the reward, prompts without signal rejected), grpo,
     online_dpo (best vs worst of k), ppo (value head, GAE), or a plugin's (`raftkit algorithms`)."""
     model: str = "default"
     """Model to align: a transformers folder, a hub id, or 'default' (bundled SmolLM2-135M-Instruct)."""
@@ -419,24 +419,52 @@ def click_option(spec: FieldSpec) -> click.Option:
     if spec.other_defaults:
         others = ", ".join(f"{_short_name(c)}: {d}" for c, d in spec.other_defaults)
         shown = f"{_short_name(spec.owner.__name__)}: {shown}, {others}"
-    help_text = spec.doc + (f"  [default: {shown}]" if shown not in (None, "", []) else "")
+    from raftkit.trl_names import aliases_of
+
+    # TRL's names for the field are more spellings of the same option, named once in its help.
+    trl = [f"--{n.replace('_', '-')}" for n in aliases_of(spec.name)]
+    help_text = spec.doc + (f" (TRL: {', '.join(trl)})" if trl else "")
+    help_text += f"  [default: {shown}]" if shown not in (None, "", []) else ""
     flag = spec.option.replace("_", "-")
     if base is bool:
-        return click.Option([f"--{flag}/--no-{flag}", spec.name], default=None, help=help_text)
+        return _Option([f"--{flag}/--no-{flag}", spec.name], trl, default=None, help=help_text)
     if _is_sequence(base):
-        return click.Option(
+        return _Option(
             [f"--{flag}", spec.name],
+            trl,
             multiple=True,
             type=_click_type(spec.type),
             help=help_text + " (repeatable)",
         )
-    return click.Option(
+    return _Option(
         [f"--{flag}", spec.name],
+        trl,
         type=_click_type(spec.type),
         default=None,
         metavar=None if typing.get_origin(base) is Literal else _type_hint(spec.type),
         help=help_text,
     )
+
+
+class _Option(click.Option):
+    """A click option with extra spellings that parse but stay out of the help's option column."""
+
+    def __init__(self, decls: list[str], hidden_spellings: list[str], **kwargs: Any):
+        *flags, name = decls
+        hidden = list(hidden_spellings)
+        if "/" in flags[0]:  # a boolean flag: each spelling has its --no- form too
+            hidden = [f"{h}/--no-{h[2:]}" for h in hidden]
+        super().__init__([*flags, *hidden, name], **kwargs)
+        self.hidden_spellings = {part for h in hidden for part in h.split("/")}
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        opts, secondary = self.opts, self.secondary_opts
+        self.opts = [o for o in opts if o not in self.hidden_spellings]
+        self.secondary_opts = [o for o in secondary if o not in self.hidden_spellings]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts, self.secondary_opts = opts, secondary
 
 
 def cli_values(ctx: click.Context, names: Iterable[str]) -> dict[str, Any]:
@@ -470,3 +498,14 @@ class ConfigCommand(click.Command):
             self._loaded = True
             self.params.extend(click_option(s) for s in self.config_fields().values())
         return super().get_params(ctx)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """As click's, but a TRL option raftkit has no counterpart for says why (``--top-k``)."""
+        from raftkit.trl_names import refusal
+
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as e:
+            if message := refusal(e.option_name):
+                raise click.UsageError(message, ctx) from None
+            raise

@@ -88,3 +88,17 @@ def test_eval_model_refuses_unknown_settings():
     with pytest.raises(TypeError, match="unknown setting"):
         raftkit.eval_model("default", sample=3)
     assert raftkit.eval is raftkit.eval_model
+
+
+def test_trl_setting_names_are_accepted_and_checked(tmp_path):
+    # num_generations is raftkit's k: its check (k >= 1) fires, before any run directory exists.
+    with pytest.raises(ConfigError, match="--k must be at least 1"):
+        raftkit.align([brevity], num_generations=0, output=tmp_path / "r")
+    with pytest.raises(ConfigError, match=r"raftkit\.align: TRL's 'top_k' = 50 is not supported"):
+        raftkit.align([brevity], top_k=50, output=tmp_path / "r")
+    with pytest.raises(ConfigError, match="'learning_rate' is TRL's name for 'lr', and 'lr' is given too"):
+        raftkit.align([brevity], learning_rate=1e-5, lr=1e-5, output=tmp_path / "r")
+    with pytest.warns(UserWarning, match="'logging_steps' is ignored"), \
+            pytest.raises(ConfigError, match="reward_weights' has 2 weight\\(s\\) for 1 reward"):
+        raftkit.align([brevity], logging_steps=5, reward_weights=[1, 2], output=tmp_path / "r")
+    assert not (tmp_path / "r").exists()

@@ -204,3 +204,75 @@ def test_configuration_docs_list_every_option_of_every_algorithm():
         for spec in fields_of(cls).values():
             assert f"`--{spec.option.replace('_', '-')}`" in text, f"{cls.__name__}.{spec.name} undocumented"
         assert cls is AlignConfig or f"({cls.__name__}," in text
+
+
+# --------------------------------------------------------------------------- TRL's names
+
+
+def test_trl_names_become_raftkit_fields_in_a_config_file(tmp_path):
+    from raftkit.api import _is_setting, build_configs
+    from raftkit.trl_names import fold_reward_weights, translate
+
+    path = tmp_path / "trl.yaml"
+    path.write_text("algo: grpo\nnum_generations: 4\nmax_completion_length: 32\nlearning_rate: 1.0e-5\n"
+                    "scale_rewards: false\nuse_vllm: false\nlogging_steps: 5\nbf16: true\ntop_k: 0\n"
+                    "rewards: [emoji, length]\nreward_weights: [1.0, 0.5]\n")
+    warned: list[str] = []
+    values = translate(load_file(path), str(path), known=_is_setting, warn=warned.append)
+    fold_reward_weights(values, str(path))
+    assert values == {"algo": "grpo", "k": 4, "max_new_tokens": 32, "lr": 1e-5, "scale_rewards": "none",
+                      "sampler": "hf", "rewards": ["emoji", "length*0.5"]}
+    assert [w.split("'")[1] for w in warned] == ["logging_steps", "bf16", "top_k"]  # harmless: ignored
+    cfg, grpo = build_configs(values)
+    assert (cfg.k, cfg.max_new_tokens, cfg.lr, grpo.scale_rewards) == (4, 32, 1e-5, "none")
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"top_k": 50}, r"TRL's 'top_k' = 50 is not supported: raftkit samples with --temperature and --top-p"),
+    ({"max_steps": 100}, r"'max_steps' = 100 is not supported: .*use --iterations"),
+    ({"num_generations": 4, "k": 8}, r"'num_generations' is TRL's name for 'k', and 'k' is given too"),
+    ({"use_vllm": "maybe"}, r"'use_vllm': expected true or false"),
+])
+def test_unsupported_or_doubled_trl_names_are_refused(values, message):
+    from raftkit.trl_names import translate
+
+    with pytest.raises(ConfigError, match=r"^c\.yaml: .*" + message):
+        translate(values, "c.yaml")
+
+
+def test_reward_weights_must_match_the_rewards():
+    from raftkit.trl_names import fold_reward_weights
+
+    values = {"rewards": ["emoji", {"name": "length", "params": {"target": 9}}], "reward_weights": "2,0.5"}
+    fold_reward_weights(values, "opts")
+    assert values == {"rewards": ["emoji*2", {"name": "length", "params": {"target": 9}, "weight": 0.5}]}
+    with pytest.raises(ConfigError, match="1 weight\\(s\\) for 2 reward\\(s\\)"):
+        fold_reward_weights({"rewards": ["emoji", "length"], "reward_weights": [1]}, "opts")
+    with pytest.raises(ConfigError, match="has its own weight \\*3; give it once"):
+        fold_reward_weights({"rewards": ["emoji*3"], "reward_weights": [1]}, "opts")
+    with pytest.raises(ConfigError, match=r"'reward_weights'\[0\] must be a finite number, got 'x'"):
+        fold_reward_weights({"rewards": ["emoji"], "reward_weights": ["x"]}, "opts")
+
+
+def test_trl_option_spellings_on_the_command_line(tmp_path):
+    from raftkit.cli import main
+
+    runner = CliRunner()
+    help_text = "".join(runner.invoke(main, ["align", "--help"]).output.split())  # wrapping aside
+    # One option, TRL's spelling named in its help, not listed as an option of its own.
+    assert "(TRL:--num-generations)" in help_text and "--k,--num-generations" not in help_text
+    assert "(TRL:--learning-rate)" in help_text and "--reward-weights" in help_text
+    # Accepted: the run fails only later, at the reward name, after every option was read.
+    result = runner.invoke(main, ["align", "--num-generations", "4", "--max-completion-length", "32",
+                                  "--learning-rate", "1e-5", "--reward", "no_such_reward",
+                                  "--output", str(tmp_path / "r")])
+    assert "unknown reward or filter 'no_such_reward'" in result.output, result.output
+    result = runner.invoke(main, ["align", "--top-k", "50", "--reward", "emoji"])
+    assert result.exit_code == 2
+    assert "--top-k (TRL's top_k) is not supported: raftkit samples" in result.output
+    result = runner.invoke(main, ["align", "--num-generatons", "4"])  # a typo still gets the close names
+    assert result.exit_code == 2 and "Did you mean" in result.output and "--num-generations" in result.output
+    bad = tmp_path / "trl.yaml"
+    bad.write_text("num_train_epochs: 3\n")
+    result = runner.invoke(main, ["align", "--reward", "emoji", "--config", str(bad)])
+    assert result.exit_code == 1 and "TRL's 'num_train_epochs' = 3 is not supported" in result.output

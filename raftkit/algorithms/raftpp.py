@@ -34,6 +34,9 @@ class RAFTppConfig(PolicyGradientConfig):
     """Share of all samples kept with --ranking top (0: 1/k)."""
     num_iterations: int = 4
     """Passes over each batch of samples (μ); above 1 the ratio moves away from 1 and clipping acts."""
+    explore_hint: str = ""
+    """Text appended to the prompt for exploration samples ('auto': built from the rewards); '' (default):
+    none, every sample is the policy's own, as the paper's on-policy algorithm."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -16,6 +16,7 @@ import click
 
 from raftkit.api import build_configs
 from raftkit.config import AlignConfig, ConfigCommand, ConfigError, check_keys, cli_values, load_file
+from raftkit.trl_names import REWARD_WEIGHTS, fold_reward_weights, translate
 
 
 def _config_classes() -> list[type]:
@@ -42,6 +43,8 @@ Examples:
   raftkit align --algo grpo --reward emoji --reward length --beta 0.04
   raftkit align --config my-run.yaml --lr 1e-5       # flags override the file
   raftkit align --resume runs/latest                 # continue a stopped or crashed run
+  raftkit align --algo grpo --num-generations 4 --max-completion-length 32 --learning-rate 1e-5 \\
+      --reward emoji                                 # TRL's GRPOConfig names work too
 """
 
 
@@ -67,6 +70,9 @@ Examples:
     "iteration 1 with the same settings (for a run whose checkpoint is gone).",
 )
 @click.option("--no-filters", is_flag=True, help="Run without any degeneracy filter.")
+@click.option("--reward-weights", "reward_weights", multiple=True, metavar="W[,W...]",
+              help="The weight of each --reward, in order (TRL's reward_weights; a comma list or repeated); "
+              "the same as NAME*WEIGHT.")
 @click.option("-v", "--verbose", is_flag=True,
               help="Show other libraries' output (vLLM, transformers, torch warnings) in the terminal; "
               "by default it goes to RUN_DIR/logs/terminal.log.")
@@ -77,6 +83,7 @@ def command(
     resume_dir: Path | None,
     restart: bool,
     no_filters: bool,
+    reward_weights: tuple[str, ...],
     verbose: bool,
     **_: Any,
 ) -> None:
@@ -102,8 +109,13 @@ def command(
             saved = load_file(resume_dir / "config.yaml")
             check_keys(saved, fields, str(resume_dir / "config.yaml"))
             values.update(saved)
+        weights = None
         if config_file is not None:
-            from_file = load_file(config_file)
+            # A config written for TRL's GRPOConfig reads too: its names become raftkit's.
+            from_file = translate(load_file(config_file), f"--config {config_file}",
+                                  known=fields.__contains__,
+                                  warn=lambda message: click.echo(f"warning: {message}", err=True))
+            weights = from_file.pop(REWARD_WEIGHTS, None)
             check_keys(from_file, fields, f"--config {config_file}")
             values.update(from_file)
         given = cli_values(ctx, fields)
@@ -112,6 +124,11 @@ def command(
                 raise click.UsageError("--no-filters and --filter contradict each other; pass one of them")
             given["filters"] = []
         values.update(given)
+        if reward_weights:
+            weights = ",".join(reward_weights)
+        if weights is not None:
+            values[REWARD_WEIGHTS] = weights
+            fold_reward_weights(values, "--reward-weights" if reward_weights else f"--config {config_file}")
         source = f"--config {config_file}" if config_file else "options"
         cfg, algo_cfg = build_configs(values, source)  # the same builder as raftkit.align
         _check_algorithm_options(given, cfg.algo, lambda name: f"--{fields[name].option.replace('_', '-')}")
