@@ -15,7 +15,7 @@ from raftkit import algorithms, hookspecs
 from raftkit.algorithms.grpo import GRPO, GRPOConfig, answer_gated_advantages, hint_floors, unearned_share
 from raftkit.algorithms.losses import group_advantages
 from raftkit.algorithms.raftpp import RAFTpp, RAFTppConfig
-from raftkit.algorithms.reinforce_rej import ReinforceRej, ReinforceRejConfig, tied_prompts
+from raftkit.algorithms.reinforce_rej import ReinforceRej, ReinforceRejConfig, silent_prompts
 from raftkit.rewards import Scores
 from raftkit.rollouts import Batch, Rollout
 from raftkit.sampling.sampler import SamplingParams
@@ -84,14 +84,71 @@ def test_unknown_algo_is_a_config_error():
 # --------------------------------------------------------------------------- Reinforce-Rej
 
 
-def test_tied_prompts_by_hand():
-    rollouts, scores = _two_prompts([[1]] * 4, [1.0, 0.0, 2.0, 2.0])
-    assert tied_prompts(rollouts, scores) == {1}
-    # equal totals, but one sample lost the answer: the gate gives the other the advantage, not a tie
-    assert tied_prompts(rollouts, scores, [False, False, True, False]) == set()
-    assert tied_prompts(rollouts, scores, [True, True, True, True]) == {1}  # all missed: still tied
-    scores.dropped[1] = True  # prompt 0 now has one scorable sample: no baseline, rejected too
-    assert tied_prompts(rollouts, scores) == {0, 1}
+def test_silent_prompts_by_hand():
+    rollouts, _ = _two_prompts([[1]] * 4, [0.0] * 4)
+    assert silent_prompts(rollouts, torch.tensor([0.5, -0.5, 0.0, 0.0])) == {1}
+    assert silent_prompts(rollouts, torch.tensor([0.0, 0.0, 0.0, -1.0])) == {0}
+    assert silent_prompts(rollouts, torch.zeros(4)) == {0, 1}
+
+
+def _answered(completions, rewards, texts):
+    """Two prompts of len(texts) // 2 samples each, whose accepted answer is 'Paris'."""
+    rollouts, scores = _two_prompts(completions, rewards)
+    for r, text in zip(rollouts, texts, strict=True):
+        r.completion = text
+    return Batch(["p", "q"], columns={"answers": [["Paris"], ["Paris"]]}), rollouts, scores
+
+
+@pytest.mark.parametrize("advantage", ["centered", "reward"])
+def test_reinforce_rej_rejects_a_prompt_whose_samples_all_missed_the_answer(tiny_model_path, advantage):
+    # Prompt 0: totals (1, 0) but both samples lost the answer: the gate gives both advantage 0, so the
+    # prompt has no signal and leaves the batch (and the loss normaliser) although its totals differ.
+    # Prompt 1: both answer, totals (3, 1): centred (+1, -1), raw (3, 1); it stays.
+    policy = _policy(tiny_model_path)
+    batch, rollouts, scores = _answered([[300], [400], [500], [600]], [1.0, 0.0, 3.0, 1.0],
+                                        ["Lyon", "Nice", "Paris", "It is Paris"])
+    algo = _make(ReinforceRej, ReinforceRejConfig(is_correction="none", advantage=advantage), policy, k=2)
+    target = algo.targets(batch, rollouts, scores)
+    assert target.advantages.tolist() == {"centered": [0.0, 0.0, 1.0, -1.0],
+                                          "reward": [0.0, 0.0, 3.0, 1.0]}[advantage]
+    assert target.in_loss == [2, 3] and target.sequences == 2
+    assert target.metrics["rejected_prompts"] == 1
+
+
+def test_reinforce_rej_keeps_a_prompt_whose_misses_include_a_flood(tiny_model_path):
+    # Every sample of prompt 0 misses, but a filter hit sample 0: the gate pushes it down (clean 0 against
+    # the group's mean 1/2: -1/2), so the prompt has signal and stays. Prompt 1 ties (2, 2): rejected.
+    policy = _policy(tiny_model_path)
+    batch, rollouts, scores = _answered([[300], [400], [500], [600]], [1.0, 0.0, 2.0, 2.0],
+                                        ["Lyon", "Nice", "Paris", "Paris"])
+    scores.hits["repeat"] = [3, 0, 0, 0]
+    algo = _make(ReinforceRej, ReinforceRejConfig(is_correction="none"), policy, k=2)
+    target = algo.targets(batch, rollouts, scores)
+    assert target.advantages.tolist() == [-0.5, 0.0, 0.0, 0.0]
+    assert target.in_loss == [0, 1] and target.metrics["rejected_prompts"] == 1
+
+
+def test_reinforce_rej_raw_reward_matches_the_authors_formula(tiny_model_path):
+    # Xiong et al. 2025 (RLHFlow/Minimal-RL, compute_reinforce_rej_outcome_advantage): A = r where the
+    # group's rewards differ (std > 0), else 0. Three groups of 2 with rewards (1, -1), (1, 1), (0.5, 0):
+    #   A = (1, -1), (0, 0) and rejected, (0.5, 0).
+    # lr 0, μ = 1, dapo: loss = -Σ A·tokens / kept tokens = -(1·3 - 1·1 + 0.5·2 + 0·1) / 7 = -3/7.
+    policy = _policy(tiny_model_path)
+    completions = [[300, 301, 302], [400], [500, 501], [600, 601], [700, 701], [800]]
+    rewards = [1.0, -1.0, 1.0, 1.0, 0.5, 0.0]
+    rollouts, scores = _group(completions, rewards)
+    for i, r in enumerate(rollouts):
+        r.prompt_index = i // 2
+    assert ReinforceRejConfig().advantage == "reward"  # the authors' form is the default
+    algo = _make(ReinforceRej, ReinforceRejConfig(is_correction="none"), policy, k=2)
+    result = algo.update(Batch(["p", "q", "s"]), rollouts, scores, 1)
+    groups = [rewards[i:i + 2] for i in (0, 2, 4)]
+    authors = [r if torch.tensor(g).std() > 0 else 0.0 for g in groups for r in g]
+    assert [s["advantage"] for s in result.per_sample] == authors == [1.0, -1.0, 0.0, 0.0, 0.5, 0.0]
+    assert result.metrics["rejected_prompts"] == 1
+    assert result.metrics["loss"] == pytest.approx(-3 / 7, abs=1e-6)
+    with pytest.raises(ValueError, match="scale_rewards"):
+        ReinforceRejConfig(scale_rewards="group")
 
 
 @pytest.mark.parametrize("loss_type", ["dapo", "dr_grpo"])
@@ -104,7 +161,7 @@ def test_reinforce_rej_loss_by_hand(tiny_model_path, loss_type):
     policy = _policy(tiny_model_path)
     completions = [[300, 301, 302], [400], [500, 501], [600, 601]]
     rollouts, scores = _two_prompts(completions, [1.0, 0.0, 2.0, 2.0])
-    cfg = ReinforceRejConfig(loss_type=loss_type, is_correction="none")
+    cfg = ReinforceRejConfig(loss_type=loss_type, is_correction="none", advantage="centered")
     result = _make(ReinforceRej, cfg, policy, k=2).update(Batch(["p", "q"]), rollouts, scores, 1)
     assert result.metrics["loss"] == pytest.approx({"dapo": -0.25, "dr_grpo": -0.125}[loss_type], abs=1e-6)
     assert result.metrics["rejected_prompts"] == 1
@@ -252,6 +309,20 @@ def test_grpo_defaults_are_the_measured_ones_and_reinforce_rej_keeps_its_own():
 
     assert measured(grpo) == (0.0, 4, True, True)
     assert measured(rr) == (0.0, 1, False, False)
+
+
+@pytest.mark.parametrize(("cls", "config"), [(RAFTpp, RAFTppConfig), (ReinforceRej, ReinforceRejConfig)])
+def test_raftpp_and_reinforce_rej_sample_on_policy_by_default(tiny_model_path, cls, config):
+    # The paper's algorithms train on the policy's own samples: with rewards a hint could be built from,
+    # no sample is hinted unless --explore-hint asks (hinted ones are off-policy, and Reinforce-Rej never
+    # pushes them down).
+    policy = _policy(tiny_model_path)
+    rewards = ["emoji", "length:target=30"]
+    algo = cls(policy, config(), lr=0.0, total_steps=1, k=4, sampling=SAMPLING, rewards=rewards)
+    assert config().explore_hint == "" and algo.hint == "" and algo.n_hinted == 0
+    hinted = cls(policy, config(explore_hint="auto"), lr=0.0, total_steps=1, k=4, sampling=SAMPLING,
+                 rewards=rewards)
+    assert hinted.n_hinted == 2
 
 
 def test_answer_gated_advantages_push_floods_down_where_every_sample_misses():

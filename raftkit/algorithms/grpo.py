@@ -216,7 +216,7 @@ class GRPO(PolicyGradient):
         rewards, groups = reward_groups(rollouts, scores)
         degenerate = scores.degenerate
         missed, flagged = (grouped(flags, groups, False, torch.bool) for flags in (misses, degenerate))
-        gated = answer_gated_advantages(rewards, missed, self.config.scale_rewards, flagged)
+        gated = self.group_advantages(rewards, missed, flagged)
         flat = (gated == 0).all(dim=1)  # no signal in the group: neither the answers nor the rewards differ
         advantages = scatter(gated, groups, len(rollouts))
         # A hinted sample shows the policy what to do; it is never pushed down. Under the plain prompt its
@@ -247,6 +247,11 @@ class GRPO(PolicyGradient):
                 self.n_hinted = min(self.max_hinted, hinted_count(self.k, share))
         in_loss = self.trainable(rollouts, scores)
         return Targets(advantages, in_loss, sequences=len(rollouts), metrics=metrics)
+
+    def group_advantages(self, rewards: Tensor, misses: Tensor, degenerate: Tensor) -> Tensor:
+        """Advantages ``[b, k]`` of rewards ``[b, k]`` (NaN: outside the group) under the answer gate; a
+        subclass changes the estimator here, before hinted and cut-off samples are clamped."""
+        return answer_gated_advantages(rewards, misses, self.config.scale_rewards, degenerate)
 
     def misses(self, batch: Batch, rollouts: list[Rollout], scores: Scores) -> list[bool]:
         """The answer gate's misses (none without ``keep_answers``): samples whose prompt has accepted
