@@ -1,6 +1,7 @@
-"""Seed 004's emoji experiment through the Python API: RAFT on the bundled SmolLM2-135M-Instruct with
-an emoji reward (a plain function: emojis counted, capped at 4) and the built-in length reward, then the
-before/after evaluation on held-out questions (what `make align` runs, about 11 minutes on 2 CPU cores).
+"""TRL's GRPO emoji example as an experiment through the Python API: RAFT on the bundled
+SmolLM2-135M-Instruct with an emoji reward (a plain function: emojis counted, capped at 4) and the
+built-in length reward, then the before/after evaluation on held-out questions (what `make align` runs,
+about 11 minutes on 2 CPU cores).
 
     python examples/emoji_seed004.py
     RAFTKIT_EXAMPLE_MODEL=tiny-model/ python examples/emoji_seed004.py --tiny   # a one-iteration smoke test

@@ -1,4 +1,4 @@
-"""Built-in degeneracy filters: the failures seed 003 watched RAFT and PPO learn.
+"""Built-in degeneracy filters: the failures RAFT and PPO learn (Dong et al. 2023, "RAFT").
 
 A filter is called like a reward and returns the number of hits per completion (0 = clean). The stack
 then either caps the sample's total at a fixed penalty or drops it (``--filter NAME:action=drop``).
@@ -22,13 +22,13 @@ from raftkit.text import SELF_DIALOGUE, self_dialogue_cut
 _FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})[^\n]*\n.*?(?:^[ \t]{0,3}\1[ \t]*$|\Z)", re.M | re.S)
 _INLINE_CODE = re.compile(r"(`+)[^`\n]+?\1")
 # A markdown heading: up to 3 spaces, 1-6 '#', a space, then text. The marker is legitimate; a closing
-# '###' sequence at the end of the line is not (that is the stray-'#' habit seed 003 saw).
+# '###' sequence at the end of the line is not (that is the stray-'#' habit RAFT's paper reports).
 _HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+(?=\S)")
 _HASHES = re.compile(r"#+")
 _NUMBER_REF = re.compile(r"(?<!\S)#\d+\b")  # "issue #12", "#1": a number, not a stray mark
 
 
-@filter(name="stray_hash", description="'#' outside code and markdown headings (seed 003's RAFT failure).")
+@filter(name="stray_hash", description="'#' outside code and markdown headings (a RAFT failure).")
 def stray_hash(completions: list[Any], **kwargs: Any) -> list[int]:
     """Count runs of ``#`` that are neither code nor a markdown heading marker.
 
@@ -107,8 +107,8 @@ def emoticon_flood(completions: list[Any], *, threshold: Annotated[int, Ge(0)] =
     """Count the emoticons beyond ``threshold``, the emojis beyond ``emoji_run`` in any one run, and the
     uses of any one emoji beyond ``emoji_repeat``.
 
-    After ``#`` was penalised, seed 003's PPO model learned to repeat ``:)``, then ``;)``: a couple of
-    emoticons are fine, a flood is degenerate. Emojis are today's emoticons: RAFT on the seed-004
+    After ``#`` was penalised, the RAFT paper's PPO model learned to repeat ``:)``, then ``;)``: a couple of
+    emoticons are fine, a flood is degenerate. Emojis are today's emoticons: RAFT on the emoji and length
     rewards turned a small model's answers into "👥👿👁👒💫👤👈👮…", which the capped emoji reward
     scores at its maximum. Runs up to the emoji reward's default cap (4) are fine. The same emoji again
     and again ("… 🌈 🌈 🌈 🌈", "📘📘 📘📘") is how a trained model reaches that cap on the way to a
@@ -188,7 +188,7 @@ def repetition_loop(completions: list[Any], *, min_repeats: Annotated[int, Ge(2)
                     **kwargs: Any) -> list[int]:
     """Count repetition loops: "人生の、人生の、人生の", "I think I think I think", one line over and over.
 
-    Seed 002's over-trained DPO model collapsed into exactly such repeated phrases.
+    Over-trained DPO models collapse into exactly such repeated phrases.
 
     Args:
         completions: strings or chat messages.
@@ -209,7 +209,7 @@ def repetition_loop(completions: list[Any], *, min_repeats: Annotated[int, Ge(2)
 # --------------------------------------------------------------------------- self-dialogue
 
 
-@filter(name="self_dialogue", description="A self-dialogue continuation: '###Human:', 'User:' (seed 003).")
+@filter(name="self_dialogue", description="A self-dialogue continuation: '###Human:', 'User:' (as in RAFT).")
 def self_dialogue(completions: list[Any], **kwargs: Any) -> list[int]:
     """Count the turns the model wrote for the other side (``###Human:``, ``User:``, ``<|im_start|>user``).
 

@@ -99,7 +99,7 @@ def reward_model(
     Returns:
         the chosen logit per completion (higher is better), on the GPU when there is one.
 
-    Example (with a reward model trained by seed 000's pairwise loss):
+    Example (with a reward model trained by DeepSpeed-Chat's pairwise loss, `raftkit train-rm`):
         ``raftkit score --reward reward_model:model=./my-rm --input samples.jsonl``
     """
     import torch

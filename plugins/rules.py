@@ -32,7 +32,7 @@ def check_regex(pattern: str) -> None:
 Regex = Annotated[str, check_regex]
 
 
-@reward(name="emoji", description="Number of emojis, capped at `max` (seed 004).")
+@reward(name="emoji", description="Number of emojis, capped at `max` (TRL's GRPO emoji example).")
 def emoji(completions: list[Any], *, max: Annotated[int, Ge(0)] = 4, **kwargs: Any) -> list[float]:
     """Count the emojis in each completion, capped at ``max``.
 
@@ -61,7 +61,7 @@ def _default_tokenizer():
     return AutoTokenizer.from_pretrained(str(default_model_path()))
 
 
-@reward(name="length", description="exp(-alpha*|len - target|): 1.0 at the target length (seed 004).")
+@reward(name="length", description="exp(-alpha*|len - target|): 1.0 at the target (TRL's GRPO example).")
 def length(
     completions: list[Any],
     *,

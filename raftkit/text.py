@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 # A new turn the model writes for the other side: "###Human:", "### User:", "\nUser:", "<|im_start|>user"...
-# Seed 003 found the model continuing the dialogue on its own; such text is cut, never trained on.
+# RAFT (Dong et al. 2023) saw models continue the dialogue on their own; such text is cut, never trained on.
 SELF_DIALOGUE = re.compile(
     r"(?:#{2,3}\s*(?:Human|User|Assistant)\b\s*:?"
     r"|(?:^|\n)[ \t]*(?:Human|User|USER|Assistant)[ \t]*:"

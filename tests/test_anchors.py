@@ -83,6 +83,7 @@ def test_raft_update_trains_on_the_selected_and_the_most_reference_like_anchor(t
         algo = RAFT(policy, RaftConfig(rank_beta=0.0, anchor_share=share), lr=0.0, total_steps=1, k=3,
                     sampling=None)
         algo._reference = tiny_policy.model
+        algo.moved = True  # the policy drifted before this step, so its log-ratios are not all 0
         return algo.update(batch, rollouts, scores, iteration=1)  # lr 0: selects and reports only
 
     step = update(0.5)

@@ -103,6 +103,7 @@ def test_raft_with_rank_beta_prefers_the_sample_the_policy_has_not_drifted_to(ti
     sft.train(policy, [emoji_example], lr=1e-2, epochs=5, micro_batch_size=1)
     algo = RAFT(policy, RaftConfig(rank_beta=1.0), lr=0.0, total_steps=1, k=2, sampling=None)
     algo._reference = tiny_policy.model
+    algo.moved = True  # trained above: π is no longer π_ref
     excluded = [False, False]
     adjusted, _ = algo.regularise(rollouts, list(scores.total), excluded)
     assert adjusted[1] < adjusted[0]

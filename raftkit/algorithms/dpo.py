@@ -1,4 +1,4 @@
-"""Direct Preference Optimisation (Rafailov et al. 2023; seed 002): the sigmoid loss on preference pairs.
+"""Direct Preference Optimisation (Rafailov et al. 2023): the sigmoid loss on preference pairs.
 
 For a pair (chosen c, rejected r) of completions of one prompt, with sequence log-probs summed over the
 completion tokens only::

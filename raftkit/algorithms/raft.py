@@ -1,8 +1,8 @@
 """RAFT (reward-ranked fine-tuning): sample k per prompt, keep the best, fine-tune on them, repeat.
 
-Two rankings (seed 003): ``local`` keeps the best ``keep_per_prompt`` of each prompt's k samples, which
-is right when rewards of different prompts are not comparable; ``top`` ranks all b*k samples together and
-keeps the best ``1/k`` of them. Both are pure functions below, tested on hand-made scores.
+Two rankings (Dong et al. 2023): ``local`` keeps the best ``keep_per_prompt`` of each prompt's k samples,
+which is right when rewards of different prompts are not comparable; ``top`` ranks all b*k samples together
+and keeps the best ``1/k`` of them. Both are pure functions below, tested on hand-made scores.
 
 RAFT can only select what the sampler proposes, and the bundled model almost never writes an emoji on its
 own (0.16% of samples). RAFT fine-tunes on selected samples and does not need them to come from the
@@ -41,6 +41,10 @@ class RaftConfig:
     keep_answers: bool = True
     """Where a prompt has accepted answers (the answer column), select only samples that contain one:
     RAFT imitates what it selects, and a sample that lost the answer must not win."""
+    min_total: float | None = None
+    """Never select (or anchor) a sample whose total is below this, e.g. 1 with a 0/1 verifier for the RAFT++
+    paper's "correct only". None: no floor beyond the one RAFT always keeps (a sample at the lowest total the
+    run has seen earned nothing and is never imitated)."""
     anchor_share: float = 1.0
     """Anchors per selected sample: prompts with nothing to select train on their clean, unhinted sample
     closest to the starting model (smallest log π/π_ref), at most this share of the selected count, so the
@@ -143,15 +147,80 @@ def answer_misses(rollouts: Sequence[Rollout], batch: Batch) -> list[bool]:
     return [v == 0.0 for v in found]
 
 
+@dataclass
+class Floor:
+    """The lowest total the rewards give, learnt from the run's clean samples: a sample at it earned nothing.
+
+    A value counts as the floor once at least two clean samples (scored by some reward, hit by no filter)
+    share it as the lowest total seen: the 0 of a 0/1 verifier, the bottom of a clipped reward. A continuous
+    reward's single lowest sample sets no floor. Without it, local ranking keeps each prompt's best sample
+    even when every sample of the prompt is wrong, and RAFT imitates wrong answers.
+    """
+
+    value: float | None = None  # the lowest clean total seen
+    ties: int = 0  # how many clean samples had it
+
+    def update(self, scores: Any) -> None:
+        """Take in a batch's clean totals, over every process (degenerate samples sit below the clean ones
+        by construction, so they must not set what "earned nothing" means)."""
+        clean = [t for t, bad, none in zip(scores.total, scores.degenerate, scores.unscorable, strict=True)
+                 if not bad and not none]
+        clean = distributed.all_gather_flat(clean)[0]
+        if not clean:
+            return
+        low = min(clean)
+        if self.value is None or low < self.value:
+            self.value, self.ties = low, 0
+        if low == self.value:
+            self.ties += clean.count(low)
+
+    def earned_nothing(self, totals: Sequence[float], min_total: float | None = None) -> list[bool]:
+        """Samples RAFT must not imitate for their score: at or below the floor, or below ``min_total``.
+
+        >>> floor = Floor(0.0, ties=5)
+        >>> floor.earned_nothing([0.0, 1.0, 0.0, 0.5])
+        [True, False, True, False]
+        >>> floor.earned_nothing([0.0, 1.0, 0.5], min_total=1.0)
+        [True, False, True]
+        >>> Floor(0.0, ties=1).earned_nothing([0.0, 1.0])
+        [False, False]
+        """
+        active = self.value is not None and self.ties >= 2
+        return [(active and t <= self.value) or (min_total is not None and t < min_total) for t in totals]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"floor": self.value, "floor_ties": self.ties}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.value, self.ties = state.get("floor"), state.get("floor_ties", 0)
+
+
 def exclusions(
-    rollouts: Sequence[Rollout], batch: Batch, scores: Any, config: RaftConfig
+    rollouts: Sequence[Rollout], batch: Batch, scores: Any, config: Any, floor: Floor | None = None
 ) -> tuple[list[bool], list[bool]]:
     """(samples RAFT must not select, the answer misses among them).
 
-    Excluded: what ``ineligible`` excludes and, with ``keep_answers``, the ``answer_misses``.
+    Excluded: what ``ineligible`` excludes, samples no reward scored (their total of 0 says nothing), those
+    that earned nothing (``Floor``, ``config.min_total``), and, with ``keep_answers``, the ``answer_misses``.
     """
     misses = answer_misses(rollouts, batch) if config.keep_answers else [False] * len(rollouts)
-    return [e or m for e, m in zip(ineligible(scores), misses, strict=True)], misses
+    nothing = (floor or Floor()).earned_nothing(scores.total, config.min_total)
+    flags = zip(ineligible(scores), scores.unscorable, nothing, misses, strict=True)
+    return [any(f) for f in flags], misses
+
+
+def contested(groups: Sequence[int], excluded: Sequence[bool], keep: int) -> list[int]:
+    """Indices whose KL penalty can change local ranking's choice: the selectable samples of groups with
+    more than ``keep`` of them (a group with ``keep`` or fewer keeps them all, whatever their ratios).
+
+    >>> contested([0, 0, 0, 1, 1, 2], [False, False, True, False, True, False], keep=1)
+    [0, 1]
+    """
+    members: dict[int, list[int]] = {}
+    for i, g in enumerate(groups):
+        if not excluded[i]:
+            members.setdefault(g, []).append(i)
+    return sorted(i for found in members.values() if len(found) > keep for i in found)
 
 
 def select_top(totals: Sequence[float], dropped: Sequence[bool], fraction: float) -> list[int]:
@@ -208,6 +277,8 @@ class RAFT:
         self.hint = resolve_hint(config.explore_hint, rewards)
         self.n_hinted = hinted_count(k, config.explore_share) if self.hint else 0
         self.skipped: list[int] = []
+        self.floor = Floor()
+        self.moved = False  # has the policy taken a step? Until then π = π_ref and every log-ratio is 0
         self._optimizer = None
         self._reference: Any = None  # the starting model, loaded at the first KL-regularised ranking
         self.progress = None  # set by the loop: a callable(done, total) for the training progress bar
@@ -234,7 +305,8 @@ class RAFT:
     def update(self, batch: Batch, rollouts: list[Rollout], scores: Any, iteration: int) -> StepResult:
         from raftkit.algorithms import sft
 
-        excluded, misses = exclusions(rollouts, batch, scores, self.config)
+        self.floor.update(scores)
+        excluded, misses = exclusions(rollouts, batch, scores, self.config, self.floor)
         totals, rank_metrics = list(scores.total), {}
         if self.config.rank_beta > 0:
             totals, rank_metrics = self.regularise(rollouts, totals, excluded)
@@ -242,7 +314,8 @@ class RAFT:
         if self.config.rank_beta > 0:  # what the penalty changed, under the configured ranking
             unpenalised = set(self.select(rollouts, scores.total, excluded))
             rank_metrics["rank/changed_prompts"] = len(unpenalised.symmetric_difference(chosen)) / 2
-        anchored = self.anchors(rollouts, ineligible(scores), excluded, len(chosen))
+        blocked = [b or n for b, n in zip(ineligible(scores), self._unimitable(scores), strict=True)]
+        anchored = self.anchors(rollouts, blocked, excluded, len(chosen))
         trained = sorted([*chosen, *anchored])
         optimizer = self.optimizer()
         examples = [
@@ -255,9 +328,10 @@ class RAFT:
             for i in trained
         ]
         c = self.config
+        everyone = distributed.all_gather_flat(examples)[0]  # every rank's selection, split again per step
         train = sft.train(
             self.policy,
-            distributed.all_gather_flat(examples)[0],  # every rank's selection, split again per step
+            everyone,
             lr=self.lr,
             epochs=c.epochs_per_iteration,
             micro_batch_size=c.micro_batch_size,
@@ -269,10 +343,12 @@ class RAFT:
             progress=self.progress,
             optimizer=optimizer,
         )
+        self.moved = self.moved or bool(everyone)
         picked, anchor_set = set(chosen), set(anchored)
         metrics = {
             "n_selected": len(chosen),
             "n_anchors": len(anchored),
+            "n_earned_nothing": sum(self.floor.earned_nothing(scores.total, self.config.min_total)),
             "n_empty_prompts": empty_groups([r.prompt_index for r in rollouts], excluded),
             "n_skipped_prompts": len(self.skipped),
             "answer_miss/rate": sum(misses) / len(misses) if misses else 0.0,
@@ -306,31 +382,44 @@ class RAFT:
         found = anchors.candidates(
             rollouts, blocked, served, anchors.limit(n_selected, self.config.anchor_share)
         )
-        flat = [i for members in found.values() for i in members]
-        if not flat:
-            return []
-        return anchors.pick(found, dict(zip(flat, self.log_ratios(rollouts, flat), strict=True)))
+        flat = [i for members in found.values() if len(members) > 1 for i in members]  # one needs no ratio
+        ratios = dict(zip(flat, self.log_ratios(rollouts, flat), strict=True))
+        return anchors.pick(found, {i: ratios.get(i, 0.0) for members in found.values() for i in members})
+
+    def _unimitable(self, scores: Any) -> list[bool]:
+        """Samples that may not even anchor: unscored ones, and those that earned nothing."""
+        nothing = self.floor.earned_nothing(scores.total, self.config.min_total)
+        return [n or u for n, u in zip(nothing, scores.unscorable, strict=True)]
 
     def regularise(
         self, rollouts: Sequence[Rollout], totals: list[float], excluded: Sequence[bool]
     ) -> tuple[list[float], dict[str, float]]:
-        """Totals minus rank_beta · log(π/π_ref) for the samples that can be selected (the others are
-        never ranked, so their log-ratios are not computed), and the mean log-ratio."""
+        """Totals minus rank_beta · log(π/π_ref), computed only where the penalty can change the choice:
+        never while the policy is still the starting model (every ratio is 0), and under local ranking only
+        for prompts with more selectable samples than it keeps. Returns the mean log-ratio and how many
+        samples the pass scored (``rank/n_scored``)."""
         from raftkit.algorithms import kl_ranking
 
-        ranked = [i for i in range(len(rollouts)) if not excluded[i]]
+        if self.config.ranking == "local":
+            ranked = contested([r.prompt_index for r in rollouts], excluded, self.config.keep_per_prompt)
+        else:
+            ranked = [i for i in range(len(rollouts)) if not excluded[i]]
         found = self.log_ratios(rollouts, ranked)
         ratios: list[float | None] = [None] * len(rollouts)
         for i, r in zip(ranked, found, strict=True):
             ratios[i] = r
         adjusted = kl_ranking.regularised(totals, ratios, self.config.rank_beta)
-        return adjusted, {"rank/log_ratio": sum(found) / len(found) if found else 0.0}
+        return adjusted, {"rank/log_ratio": sum(found) / len(found) if found else 0.0,
+                          "rank/n_scored": float(len(ranked) if self.moved else 0)}
 
     def log_ratios(self, rollouts: Sequence[Rollout], indices: Sequence[int]) -> list[float]:
-        """log π/π_ref of each indexed sample under its original prompt (the starting model loaded once)."""
+        """log π/π_ref of each indexed sample under its original prompt (the starting model loaded once);
+        all 0 without a forward pass while the policy has not moved from the starting model."""
         from raftkit.algorithms import kl_ranking, sft
         from raftkit.algorithms.dpo import load_reference
 
+        if not self.moved or not indices:
+            return [0.0] * len(indices)
         if self._reference is None and not self.policy.lora_r:
             self._reference = load_reference(self.policy)
         tok = self.policy.tokenizer
@@ -354,7 +443,8 @@ class RAFT:
         # A fresh AdamW per iteration (RAFT is repeated SFT on a new selection, as LMFlow runs it): the
         # learning-rate schedule is a function of the iteration, so there is no optimiser state to keep.
         # Carrying the moments over was measured: it drifted faster (docs/raft.md).
-        return {"hint": self.hint}
+        return {"hint": self.hint, "moved": self.moved, **self.floor.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+        self.floor.load_state_dict(state)
+        self.moved = state.get("moved", True)  # a checkpoint from before these were kept: it had moved

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import torch
 
 from raftkit.algorithms.policy_gradient import PolicyGradient, PolicyGradientConfig, Targets
-from raftkit.algorithms.raft import empty_groups, exclusions, select_local, select_top
+from raftkit.algorithms.raft import Floor, empty_groups, exclusions, select_local, select_top
 from raftkit.rewards import Scores
 from raftkit.rollouts import Batch, Rollout
 
@@ -37,6 +37,9 @@ class RAFTppConfig(PolicyGradientConfig):
     explore_hint: str = ""
     """Text appended to the prompt for exploration samples ('auto': built from the rewards); '' (default):
     none, every sample is the policy's own, as the paper's on-policy algorithm."""
+    min_total: float | None = None
+    """Never select a sample whose total is below this (1 with a 0/1 verifier: "correct only"). None: only
+    the samples at the lowest total the run has seen are never selected."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -55,9 +58,14 @@ class RAFTpp(PolicyGradient):
     default_prompts = 32
     proposal_weights = False  # hinted samples are imitated, as RAFT imitates them
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.floor = Floor()  # samples at the lowest total are never selected (raft.Floor)
+
     def targets(self, batch: Batch, rollouts: list[Rollout], scores: Scores) -> Targets:
         cfg = self.config
-        excluded, misses = exclusions(rollouts, batch, scores, cfg)
+        self.floor.update(scores)
+        excluded, misses = exclusions(rollouts, batch, scores, cfg, self.floor)
         usable = set(self.trainable(rollouts, scores))
         excluded = [e or i not in usable for i, e in enumerate(excluded)]
         if cfg.ranking == "top":
@@ -77,3 +85,10 @@ class RAFTpp(PolicyGradient):
         picked = set(chosen)
         per_sample = {i: {"selected": i in picked} for i in range(len(rollouts))}
         return Targets(advantages, chosen, sequences=len(chosen), metrics=metrics, per_sample=per_sample)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), **self.floor.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.floor.load_state_dict(state)

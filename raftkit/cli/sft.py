@@ -1,4 +1,4 @@
-"""`raftkit sft`: supervised fine-tuning on prompt/completion pairs, the first stage of seeds 000 and 003."""
+"""`raftkit sft`: supervised fine-tuning on prompt/completion pairs, as DeepSpeed-Chat and RAFT start."""
 
 from __future__ import annotations
 

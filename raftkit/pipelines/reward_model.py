@@ -1,4 +1,4 @@
-"""A Bradley–Terry reward model (seed 000, DeepSpeed-Chat step 2), trained on preference pairs.
+"""A Bradley–Terry reward model (DeepSpeed-Chat's step 2), trained on preference pairs.
 
 The model is ``AutoModelForSequenceClassification`` with one label on any causal-LM base: the base's
 transformer body and a new linear ``score`` head. transformers reads the score at the rightmost token that

@@ -47,7 +47,7 @@ class SamplingParams:
     min_new_tokens: int = 0
     """The end-of-sequence token is not sampled before this many new tokens (its probability is 0)."""
     random_max_new_tokens: tuple[int, int] | None = None
-    """Draw each sample's length limit uniformly from [lo, hi] (seed 003: [64, 128] reduced repetition)."""
+    """Draw each sample's length limit uniformly from [lo, hi] (RAFT: [64, 128] reduced repetition)."""
     stop: list[str] = field(default_factory=list)
     """Strings that end a completion; the text is cut before the first one."""
     truncate_self_dialogue: bool = True
