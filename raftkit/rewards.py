@@ -25,12 +25,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from raftkit import reward_refs
+from raftkit import filter_ranking, reward_refs
 from raftkit.registry import Registry, RegistryError, RewardInfo, load_registry
 from raftkit.rollouts import Batch, Rollout
 
 FILTER_ACTIONS = ("penalty", "drop")
-DEFAULT_PENALTY = -1.0
 DEFAULT_TIMEOUT = 60.0
 # The arguments every reward call gets from the stack itself; no dataset column may take these names.
 STACK_ARGUMENTS = ("prompts", "completions")
@@ -191,8 +190,8 @@ class ConfiguredReward:
     fn: Callable[..., Any]  # TRL-compatible: named after the label, parameters bound
     params: dict[str, Any]
     weight: float = 1.0
-    action: str = "penalty"  # filters only: "penalty" sets the total to `penalty`, "drop" excludes the sample
-    penalty: float = DEFAULT_PENALTY
+    action: str = "penalty"  # filters only: "penalty" ranks the sample below clean ones, "drop" excludes it
+    penalty: float | None = None  # filters only: an explicit cap (None: below the clean ones, filter_ranking)
 
     @property
     def is_filter(self) -> bool:
@@ -214,16 +213,18 @@ def bind(info: RewardInfo, params: dict[str, Any], label: str | None = None) -> 
     return bound
 
 
-def _filter_settings(spec: RewardSpec, raw: dict[str, Any]) -> tuple[str, float]:
+def _filter_settings(spec: RewardSpec, raw: dict[str, Any]) -> tuple[str, float | None]:
     """Take a filter's ``action`` and ``penalty`` out of ``raw`` (they are the stack's, not the
-    function's), checked: a NaN or infinite penalty would make every capped total NaN or infinite."""
+    function's), checked: a NaN or infinite penalty would make every capped total NaN or infinite.
+    No ``penalty`` means the scale-free default (``raftkit.filter_ranking``)."""
     if spec.weight != 1:
         raise RegistryError(f"filter '{spec.name}' takes no weight (*{spec.weight:g}): a hit caps the total "
                             f"at the filter's penalty; set that instead, e.g. {spec.name}:penalty=-2")
     action = str(raw.pop("action", "penalty"))
     if action not in FILTER_ACTIONS:
         raise RegistryError(f"filter '{spec.name}': action must be penalty or drop, got {action!r}")
-    return action, _number(raw.pop("penalty", DEFAULT_PENALTY), f"filter '{spec.name}': penalty")
+    penalty = raw.pop("penalty", None)
+    return action, None if penalty is None else _number(penalty, f"filter '{spec.name}': penalty")
 
 
 # --------------------------------------------------------------------------- scores
@@ -305,7 +306,7 @@ class RewardStack:
             if i >= n_rewards and not info.is_filter:
                 raise RegistryError(f"'{spec.name}' is a reward, not a filter: pass it with --reward")
             raw = dict(spec.params)
-            action, penalty = "penalty", DEFAULT_PENALTY
+            action, penalty = "penalty", None
             if info.is_filter:
                 action, penalty = _filter_settings(spec, raw)
             params = info.parse_params(raw)
@@ -331,11 +332,20 @@ class RewardStack:
         prompts: Sequence[Any],
         completions: Sequence[Any],
         columns: dict[str, Sequence[Any]] | None = None,
+        groups: Sequence[int] | None = None,
+        context: dict[str, Any] | None = None,
         **extra: Sequence[Any],
     ) -> Scores:
-        """Score n samples. ``columns`` and ``extra`` hold one value per sample, passed as kwargs."""
+        """Score n samples. ``columns`` and ``extra`` hold one value per sample, passed as kwargs.
+        ``context`` holds kwargs that are not per sample (the loop's ``trainer_state``, ``log_extra``,
+        ``log_metric``, as TRL passes them): handed over as they are.
+
+        ``groups`` (one id per sample, e.g. its prompt) bounds where a filter hit ranks its sample: below
+        every clean sample of the same group (``raftkit.filter_ranking``); by default the batch is one group.
+        """
         n = len(completions)
-        if clash := sorted(c for c in columns or {} if c in STACK_ARGUMENTS or c in extra):
+        context = context or {}
+        if clash := sorted(c for c in columns or {} if c in STACK_ARGUMENTS or c in extra or c in context):
             # Checked here, where the call is built: a column named like an argument would silently
             # replace what every reward receives.
             raise RewardError(f"column(s) {clash} have the names of arguments the reward call gets from "
@@ -350,7 +360,7 @@ class RewardStack:
                 raise RewardError(
                     f"dataset column(s) {sorted(clash)} share a name with parameter(s) of "
                     f"{kind} '{e.label}'; rename the column(s)", reward=e.label)
-        call_kwargs = {"prompts": list(prompts), "completions": list(completions), **kwargs}
+        call_kwargs = {"prompts": list(prompts), "completions": list(completions), **kwargs, **context}
         outputs, seconds = _run_all(self.entries, call_kwargs, self.timeout)
         rewards: dict[str, list[float | None]] = {}
         hits: dict[str, list[int]] = {}
@@ -361,28 +371,41 @@ class RewardStack:
                 hits[e.label] = _check_hits(e.label, out, n, completions)
             else:
                 rewards[e.label] = _check_values(e.label, out, n, completions)
-        total, dropped = [], []
-        for i in range(n):
-            t = sum(e.weight * rewards[e.label][i] for e in self.rewards if rewards[e.label][i] is not None)
-            drop = False
-            for f in self.filters:
-                if hits[f.label][i]:
-                    if f.action == "drop":
-                        drop = True
-                    else:
-                        t = min(t, f.penalty)
-            total.append(float(t))
-            dropped.append(drop)
+        raw = [self._weighted_total(rewards, i) for i in range(n)]
+        capped = [f for f in self.filters if f.action == "penalty"]
+        auto = [any(hits[f.label][i] for f in capped if f.penalty is None) for i in range(n)]
+        caps = [min((f.penalty for f in capped if f.penalty is not None and hits[f.label][i]), default=None)
+                for i in range(n)]
+        dropped = [any(hits[f.label][i] for f in self.filters if f.action == "drop") for i in range(n)]
+        clean = [not any(h[i] for h in hits.values())
+                 and any(v[i] is not None for v in rewards.values()) for i in range(n)]
+        total = filter_ranking.place_degenerate(raw, auto, caps, clean, groups)
         weights = {e.label: e.weight for e in self.rewards}
         return Scores(rewards, weights, hits, total, dropped, seconds)
 
-    def score_rollouts(self, rollouts: Sequence[Rollout], batch: Batch) -> Scores:
-        """Score sampled rollouts: each gets its prompt's dataset columns and its ``completion_ids``."""
+    def _weighted_total(self, rewards: dict[str, list[float | None]], i: int) -> float:
+        """The weighted sum of sample i's rewards that apply (None is left out, as TRL does); finite, or a
+        RewardError: finite values times finite weights can still overflow, and one infinite total makes
+        every advantage of its group NaN."""
+        applied = [e for e in self.rewards if rewards[e.label][i] is not None]
+        total = float(sum(e.weight * rewards[e.label][i] for e in applied))
+        if not math.isfinite(total):
+            shown = ", ".join(f"{e.label} {rewards[e.label][i]!r} x weight {e.weight:g}" for e in applied)
+            raise RewardError(f"the weighted total of batch index {i} is {total} ({shown}): the values times "
+                              "their weights overflow; lower a weight or rescale the reward", index=i)
+        return total
+
+    def score_rollouts(self, rollouts: Sequence[Rollout], batch: Batch, context: dict[str, Any] | None = None
+                       ) -> Scores:
+        """Score sampled rollouts: each gets its prompt's dataset columns and its ``completion_ids``
+        (``context``: as in ``score``)."""
         columns = {k: [v[r.prompt_index] for r in rollouts] for k, v in batch.columns.items()}
         return self.score(
             [r.prompt for r in rollouts],
             [r.completion_for_rewards() for r in rollouts],
             columns,
+            groups=[r.prompt_index for r in rollouts],
+            context=context,
             completion_ids=[r.completion_ids for r in rollouts],
         )
 
