@@ -510,3 +510,31 @@ def test_checkpoints_written_by_raftkit_still_load_as_data(tiny_policy, tmp_path
     (tmp_path / "raft").mkdir()
     loop.save_checkpoint(tmp_path / "raft", tiny_policy, raft, 1)
     assert checkpoint.load_checkpoint(*rundir.latest_checkpoint(tmp_path / "raft"), tiny_policy, raft) == 1
+
+
+HOSTILE = "Sure!\x1b]0;pwned\x07\x1b[2J\x9b31m\u202eevil\nline two\tend"
+
+
+def test_inspect_shows_control_characters_instead_of_sending_them_to_the_terminal(tmp_path):
+    root = tmp_path / "run"
+    writer = RunWriter.create(root, _config(_fake_model(tmp_path)), "raft")
+    record = {"iteration": 1, "prompt": f"Q{HOSTILE}", "completion": HOSTILE, "rewards": {"length": 0.5},
+              "hits": {}, "total": 0.5, "selected": True}
+    writer.write_iteration(1, [record])
+    writer.commit_iteration(1, {"reward/total/mean": 0.5})
+    writer.finish("crashed", f"iteration 2: ValueError: {HOSTILE}")
+    runner = CliRunner(env={"COLUMNS": "250"})
+    for args in ([str(root)], [str(root), "-i", "1"], [str(root), "-i", "1", "--full"],
+                 [str(root / "iterations" / "000001" / "rollouts.jsonl")], [str(root), "-i", "1", "--json"],
+                 [str(root), "--compare", "1", "1"]):
+        result = runner.invoke(main, ["inspect", *args])
+        assert result.exit_code == 0, result.output
+        out = result.output
+        assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]", out), (args, repr(out[:300]))
+        if "--json" not in args and args != [str(root)]:
+            assert "\\x1b]0;pwned\\x07" in out, args  # shown, visibly
+        assert "\\x0a" not in out and "\\x09" not in out  # newlines and tabs stay readable
+    summary = runner.invoke(main, ["inspect", str(root)]).output
+    assert "ValueError: Sure!\\x1b]0;pwned" in summary  # the recorded error too
+    full = runner.invoke(main, ["inspect", str(root), "-i", "1", "--full"]).output
+    assert re.search(r"\n[│ ]*line two", full)  # the completion's newline is a line break

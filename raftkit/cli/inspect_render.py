@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,22 @@ STATUS_STYLES = {"finished": "green", "crashed": "bold red", "killed": "red", "s
 
 # --------------------------------------------------------------------------- output helpers
 
+# What a completion must not send to the terminal: C0 controls but newline and tab, DEL, C1 controls
+# (0x9b is a CSI on some terminals) and the bidirectional overrides that reorder what is shown.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: str) -> str:
+    """``text`` with control characters written out (ESC as ``\\x1b``): a completion or an error message
+    from a run folder can then never retitle the window, clear the screen or recolour the terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}" if m[0] <= "\x9f" else f"\\u{ord(m[0]):04x}", text)
+
 
 def _json(data: Any) -> None:
     # Non-finite floats become null: JSON has no NaN and scripts choke on it.
-    click.echo(json.dumps(_clean(data), ensure_ascii=False, indent=2, default=str))
+    # json.dumps escapes C0 controls itself but leaves C1 (e.g. 0x9b, a CSI) and bidi overrides raw.
+    text = json.dumps(_clean(data), ensure_ascii=False, indent=2, default=str)
+    click.echo(_CONTROL.sub(lambda m: f"\\u{ord(m[0]):04x}", text))
 
 
 def _clean(x: Any) -> Any:
@@ -47,7 +60,7 @@ def _clean(x: Any) -> Any:
 
 def warn(err: Console, problems: list[Any], limit: int = 10) -> None:
     for p in problems[:limit]:
-        err.print(Text(f"warning: {p}", style="yellow"))
+        err.print(Text(visible(f"warning: {p}"), style="yellow"))
     if len(problems) > limit:
         err.print(Text(f"warning: … and {len(problems) - limit} more problems like these", style="yellow"))
 
@@ -94,11 +107,11 @@ def show_summary(out: Console, s: runview.RunSummary, as_json: bool) -> None:
         _json(s.to_json())
         return
     style = STATUS_STYLES.get(s.status, "cyan")
-    out.print(Text(str(s.root), style="bold"))
+    out.print(Text(visible(str(s.root)), style="bold"))
     for key, value in s.config_summary().items():
-        shown = ", ".join(value) if isinstance(value, list) else str(value)
-        out.print(Text.assemble((f"  {key:<22}", "dim"), shown))
-    out.print(Text.assemble(("  status                ", "dim"), (s.status_line, style)))
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        out.print(Text.assemble((f"  {key:<22}", "dim"), visible(shown)))
+    out.print(Text.assemble(("  status                ", "dim"), (visible(s.status_line), style)))
     for m in s.missing:
         out.print(Text(f"  missing: {m}", style="yellow"))
     if not s.metrics:
@@ -204,6 +217,7 @@ def highlighted(text: str, width: int | None) -> Text:
     Folded text shows newlines as ↵ (same length, so match offsets still line up): a self-dialogue turn
     stays visible on one line.
     """
+    text = visible(text)
     shown, cut = highlight.fold(text, width) if width else (text, 0)
     t = Text(shown.replace("\n", "↵") if width else shown)
     patterns = highlight.highlight_patterns()
@@ -244,7 +258,7 @@ def _rollouts_table(samples: list[rolloutview.Sample], full: bool, title: str | 
     for s in samples:
         ident = str(s.row if s.row is not None else s.position)
         ident += f"/{s.sample}" if s.sample is not None else ""
-        prompt = s.prompt if full else highlight.fold(s.prompt.replace("\n", " "), 80)[0]
+        prompt = visible(s.prompt if full else highlight.fold(s.prompt.replace("\n", " "), 80)[0])
         hits = ", ".join(f"{k}×{v}" for k, v in s.hits.items() if v)
         row: list[Any] = [ident]
         if has_text:
@@ -385,7 +399,7 @@ def show_compare(out: Console, err: Console, root: Path, a: int, b: int, q: roll
         if delta is not None:
             total.append(f"\n{delta:+.3f}", style="green" if delta > 0 else "red" if delta < 0 else "")
         width = None if full else 220
-        t.add_row(Text(p.prompt if full else highlight.fold(p.prompt.replace("\n", " "), 80)[0]),
+        t.add_row(Text(visible(p.prompt if full else highlight.fold(p.prompt.replace("\n", " "), 80)[0])),
                   highlighted(p.a.best.completion, width) if p.a else Text("(not sampled)", style="dim"),
                   highlighted(p.b.best.completion, width) if p.b else Text("(not sampled)", style="dim"),
                   "\n".join(lines), total)
@@ -408,7 +422,8 @@ def show_runs(out: Console, runs: list[runview.RunSummary], as_json: bool) -> No
         cfg = r.config_summary()
         bits = [f"{k} {', '.join(v) if isinstance(v, list) else v}" for k, v in cfg.items()
                 if k in ("algorithm", "rewards", "filters", "k")]
-        out.print(Text.assemble((f"{name}: ", "bold"), r.status_line, ("  " + "; ".join(bits), "dim")))
+        out.print(Text.assemble((f"{name}: ", "bold"), visible(r.status_line),
+                                ("  " + visible("; ".join(bits)), "dim")))
     out.print(Text("metrics: last value (best over the run: highest reward and distinct-n, "
                    "lowest filter rate)", style="bold"))
     t = Table(show_edge=False, header_style="bold")
