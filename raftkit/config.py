@@ -29,7 +29,8 @@ from typing import Any, Literal
 import click
 import yaml
 
-# The four built-in degeneracy filters of seed 003's failures: stray '#', ':)' floods, loops, self-dialogue.
+# The built-in degeneracy filters: the failures RAFT (Dong et al. 2023) reports (stray '#', ':)' floods,
+# loops, self-dialogue) and those an emoji reward breeds (emoji floods, @-spam, broken characters, no words).
 DEFAULT_FILTERS = (
     "stray_hash",
     "emoticon_flood",
@@ -67,12 +68,13 @@ class AlignConfig:
         default_factory=lambda: list(DEFAULT_FILTERS), metadata={"option": "filter"}
     )
     """Degeneracy filter as NAME[:action=penalty|drop,penalty=P]; repeat for several. Replaces the default
-    four (stray_hash, emoticon_flood, repetition_loop, self_dialogue)."""
+    eight (stray_hash, emoticon_flood, repetition_loop, self_dialogue, emoji_density, mention_spam,
+    broken_char, no_words)."""
     iterations: int = 8
     """Number of iterations (sample, score, update)."""
     prompts_per_iteration: int | None = None
-    """Prompts drawn per iteration (b); default 32 for RAFT (it trains only on samples that keep the
-    answer, a few per batch on the bundled set) and 16 for GRPO."""
+    """Prompts drawn per iteration (b); default: 32 for raft, raftpp and grpo, 16 for reinforce_rej,
+    online_dpo and ppo (RAFT trains only on samples that keep the answer, a few per batch)."""
     k: int = 8
     """Completions sampled per prompt."""
     temperature: float = 0.8
@@ -82,8 +84,8 @@ class AlignConfig:
     max_new_tokens: int = 40
     """Most tokens a completion may have."""
     lr: float | None = None
-    """Peak learning rate (AdamW); default 3e-5 for RAFT (supervised steps on selected samples) and 1e-5
-    for GRPO (policy-gradient steps; higher made the ratio leave the clip band within one step)."""
+    """Peak learning rate (AdamW); default: 3e-5 for raft and raftpp (steps on selected samples), 1e-4 for
+    grpo (with its 4 mini-batches and no KL term), 1e-5 for reinforce_rej and ppo, 1e-6 for online_dpo."""
     seed: int = 0
     """Random seed: prompt order, sampling engine, training."""
     output: str | None = None

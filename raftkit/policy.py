@@ -96,6 +96,24 @@ class Policy:
         self.tokenizer.save_pretrained(path)
 
 
+def load_reference(policy: Policy) -> torch.nn.Module | None:
+    """The frozen starting model for KL terms and DPO, in the policy's own dtype and on its device.
+
+    Reloaded from the model's folder, so a resumed run's reference is still the starting model. One rule for
+    every algorithm: the same weights in the same dtype under the same autocast, so that before the first
+    step log π/π_ref is exactly 0 (a bf16 copy of fp32 master weights would run its norms and embeddings in
+    bf16 and differ by ~1e-3 nats per sequence). None with LoRA: the policy with its adapters switched off
+    is the reference.
+    """
+    if policy.lora_r:
+        return None
+    from transformers import AutoModelForCausalLM
+
+    dtype = next(policy.model.parameters()).dtype
+    ref = AutoModelForCausalLM.from_pretrained(policy.path, dtype=dtype).to(policy.device)
+    return ref.eval().requires_grad_(False)
+
+
 def _merged_copy(peft_model):
     """A merged copy of a LoRA model, leaving the trained adapters in place."""
     import copy

@@ -333,6 +333,18 @@ def test_first_step_has_zero_kl_and_one_forward_per_micro_batch(tiny_model_path)
     assert len(calls) == 2  # μ = 1: two micro-batches, one policy forward each, no old-log-prob pass
 
 
+def test_reference_is_the_starting_model_in_the_policys_dtype(tiny_model_path):
+    # Under bf16 autocast the KL term's reference must give the policy's log-probs exactly before the first
+    # step, as DPO's and RAFT's KL ranking's do (one loader, raftkit.policy.load_reference).
+    from raftkit.policy import Policy
+
+    policy = Policy(tiny_model_path, bf16=True, device="cpu")
+    rollouts, scores = _group([[300, 301], [400], [500, 501, 502], [600]], [1.0, 0.0, 2.0, 0.5])
+    algo = _grpo(policy, k=4, lr=0.0, beta=0.04)
+    assert {p.dtype for p in algo.reference.parameters()} == {p.dtype for p in policy.model.parameters()}
+    assert algo.update(Batch(["p"]), rollouts, scores, 0).metrics["kl"] == 0.0
+
+
 def test_several_iterations_reuse_old_logprobs(tiny_model_path):
     # μ = 3 at a large lr: later steps see ratios away from 1 and the clip starts to act.
     policy = _policy(tiny_model_path)

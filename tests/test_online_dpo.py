@@ -128,3 +128,20 @@ def test_update_without_pairs_takes_no_step(online_dpo):
 def test_needs_two_samples_per_prompt(tiny_model_path):
     with pytest.raises(ValueError, match="k >= 2"):
         OnlineDPO(object(), OnlineDPOConfig(), lr=1e-6, total_steps=1, k=1)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_reference_log_probs_equal_the_policys_at_step_0(tiny_model_path, bf16):
+    # The reference is the starting model in the policy's own dtype (fp32 master weights), run under the
+    # same autocast: before any step log π/π_ref is exactly 0, bf16 hardware or not. A bf16 copy of the
+    # weights would run its norms and embeddings in bf16 where the policy runs them in fp32.
+    from raftkit.algorithms.dpo import DPOUpdate, sequence_logprobs
+    from raftkit.policy import Policy
+
+    policy = Policy(tiny_model_path, bf16=bf16, device="cpu")
+    update = DPOUpdate(policy, beta=0.1, lr=0.0)
+    assert {p.dtype for p in update.reference.parameters()} == {torch.float32}
+    examples = [rollout_example(r, eos_id=2) for r in _rollouts()]
+    with torch.no_grad(), policy.autocast():
+        own = sequence_logprobs(policy.model, examples, pad_id=0).float()
+    assert torch.equal(update.reference_logprobs(examples), own)

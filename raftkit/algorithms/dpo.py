@@ -7,8 +7,9 @@ completion tokens only::
 
 The implicit rewards ``β (log π - log π_ref)`` of each side are logged under TRL 1.16 DPOTrainer's metric
 names (rewards/chosen, rewards/rejected, rewards/accuracies, rewards/margins, logps/chosen, logps/rejected),
-so curves compare directly. The reference is the frozen starting model, in bf16 where the hardware has it
-(it is only ever run forward); with LoRA it is the policy with its adapters switched off. β must be > 0:
+so curves compare directly. The reference is the frozen starting model in the policy's own dtype, run under
+the same autocast, so its log-probs equal the policy's before the first step; with LoRA it is the policy with
+its adapters switched off. β must be > 0:
 at β = 0 the loss is the constant log 2 and DPO learns nothing.
 
 ``raftkit dpo`` (offline, raftkit.cli.dpo) and the ``online_dpo`` algorithm (raftkit.algorithms.online_dpo)
@@ -145,15 +146,11 @@ def sequence_logprobs(model: torch.nn.Module, examples: Sequence[Example], pad_i
 
 
 def load_reference(policy: Any) -> torch.nn.Module | None:
-    """The frozen starting model, in bf16 where supported (forward only); None with LoRA (the policy with
-    its adapters off is the reference)."""
-    if getattr(policy, "lora_r", 0):
-        return None
-    from transformers import AutoModelForCausalLM
+    """The frozen starting model in the policy's own dtype (``raftkit.policy.load_reference``); None with
+    LoRA (the policy with its adapters off is the reference)."""
+    from raftkit.policy import load_reference as policy_reference
 
-    dtype = torch.bfloat16 if policy.bf16 else torch.float32
-    ref = AutoModelForCausalLM.from_pretrained(policy.path, dtype=dtype).to(policy.device)
-    return ref.eval().requires_grad_(False)
+    return policy_reference(policy)
 
 
 @torch.no_grad()

@@ -41,7 +41,7 @@ from raftkit.algorithms.losses import (
     token_entropy,
     token_logprobs,
 )
-from raftkit.policy import Policy
+from raftkit.policy import Policy, load_reference
 from raftkit.rewards import Scores
 from raftkit.rollouts import Batch, Rollout
 from raftkit.sampling.sampler import SamplingParams
@@ -274,17 +274,9 @@ class PolicyGradient:
         self.progress: Callable[[int, int], None] | None = None  # the loop's progress bar: (done, total)
 
     def _load_reference(self) -> torch.nn.Module | None:
-        """The frozen starting model for the KL term: reloaded from its folder (so a resumed run's reference
-        is still the base model, not the checkpoint). With LoRA none is loaded: the base model is the policy
-        with its adapters switched off."""
-        if self.policy.lora_r:
-            return None
-        from transformers import AutoModelForCausalLM
-
-        ref = AutoModelForCausalLM.from_pretrained(self.policy.path, dtype=torch.float32)
-        ref.to(self.policy.device)
-        ref.eval().requires_grad_(False)
-        return ref
+        """The frozen starting model for the KL term, in the policy's own dtype (``policy.load_reference``);
+        None with LoRA: the base model is the policy with its adapters switched off."""
+        return load_reference(self.policy)
 
     # ------------------------------------------------------------------ what a subclass defines
 

@@ -16,7 +16,8 @@ def main() -> None:
       raftkit score --reward emoji --input samples.jsonl
       raftkit align --reward emoji --reward length     # RAFT on the bundled model and prompts
       raftkit align --algo grpo --reward emoji --reward length
-      raftkit algorithms                               # raft, raftpp, reinforce_rej, grpo, plugins'
+      raftkit algorithms                               # raft, raftpp, reinforce_rej, grpo, online_dpo,
+                                                       # ppo, and plugins'
       raftkit eval runs/latest                         # answer accuracy and degeneracy, base vs trained
       raftkit inspect runs/latest                      # read a run: metrics, rollouts, plots
     """
