@@ -1,0 +1,54 @@
+"""The help texts that state defaults say what the code does: the default filters, each built-in
+algorithm's learning rate and prompts per iteration, and the algorithms the top-level help lists."""
+
+from __future__ import annotations
+
+import re
+
+from click.testing import CliRunner
+
+from raftkit import algorithms
+from raftkit.cli import main
+from raftkit.config import DEFAULT_FILTERS, AlignConfig, fields_of
+
+BUILT_IN = ("raft", "raftpp", "reinforce_rej", "grpo", "online_dpo", "ppo")
+
+
+def stated_defaults(doc: str) -> dict[str, str]:
+    """Algorithm name -> value, from a help text written as 'X for a and b, Y for c, ...'."""
+    out: dict[str, str] = {}
+    for value, names in re.findall(r"(\d+(?:\.\d+)?(?:e-\d+)?) for ([a-z_]+(?:(?:, | and )[a-z_]+)*)", doc):
+        for name in re.split(r", | and ", names):
+            out[name] = value
+    return out
+
+
+def test_stated_defaults_reads_the_help_form():
+    assert stated_defaults("default: 3e-5 for raft and raftpp, 1e-4 for grpo.") == {
+        "raft": "3e-5", "raftpp": "3e-5", "grpo": "1e-4"}
+
+
+def test_filter_help_names_every_default_filter():
+    doc = " ".join(fields_of(AlignConfig)["filters"].doc.split())
+    assert len(DEFAULT_FILTERS) == 8
+    assert "default eight" in doc
+    for name in DEFAULT_FILTERS:
+        assert name in doc, name
+
+
+def test_lr_and_prompt_help_state_each_algorithms_default():
+    found, _ = algorithms.load_algorithms()
+    specs = fields_of(AlignConfig)
+    lrs = stated_defaults(" ".join(specs["lr"].doc.split()))
+    prompts = stated_defaults(" ".join(specs["prompts_per_iteration"].doc.split()))
+    for name in BUILT_IN:
+        cls = found[name].cls
+        assert float(lrs[name]) == cls.default_lr, (name, lrs.get(name), cls.default_lr)
+        assert int(prompts[name]) == cls.default_prompts, (name, prompts.get(name), cls.default_prompts)
+
+
+def test_top_level_help_lists_every_built_in_algorithm():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for name in BUILT_IN:
+        assert re.search(rf"\b{name}\b", result.output), name
