@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU path, measured in one short call on a machine with an NVIDIA GPU (issue 13; never required).
+# The GPU path, measured in one short call on a machine with an NVIDIA GPU (optional).
 #   bash benchmarks/gpu.sh            # installs (vllm for CUDA), then prints the two benchmarks' ratios
 # Writes its logs under ${OUT:-benchmarks/gpu-out}. Each step is capped so the whole script fits in ~10 min.
 set -uo pipefail

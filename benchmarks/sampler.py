@@ -1,6 +1,6 @@
 """Sampler throughput: the same workload through HFSampler and VLLMSampler, plus the weight-sync time.
 
-Workload (the sampler issue's): 32 bundled prompts x k=8 x 64 new tokens, temperature 0.9, default model.
+Workload: 32 bundled prompts x k=8 x 64 new tokens, temperature 0.9, default model.
 Each backend gets one untimed warm-up call first (first calls pay one-time kernel set-up). Self-dialogue
 truncation is off so the count is of tokens the backend actually generated.
 
