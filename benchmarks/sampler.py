@@ -7,7 +7,7 @@ truncation is off so the count is of tokens the backend actually generated.
     .venv/bin/python benchmarks/sampler.py            # both backends, ratio, sync time
     .venv/bin/python benchmarks/sampler.py --only hf  # one backend
 
-The results are in docs/sampler.md.
+The results are in docs/results.md.
 """
 
 from __future__ import annotations
