@@ -1,5 +1,6 @@
-"""One update of GRPO and of RAFT on a fixed, hand-made batch; run by tests/test_distributed.py under torchrun
-(each rank takes its share of the batch) and as one plain process (the whole batch), to compare the weights.
+"""One update of GRPO, of RAFT and of online DPO on a fixed, hand-made batch; run by tests/test_distributed.py
+under torchrun (each rank takes its share of the batch) and as one plain process (the whole batch), to compare
+the weights.
 
     python tests/dist_worker.py MODEL OUT       # or: torchrun --nproc_per_node 2 tests/dist_worker.py ...
 
@@ -17,6 +18,7 @@ import torch
 
 from raftkit import distributed
 from raftkit.algorithms.grpo import GRPO, GRPOConfig
+from raftkit.algorithms.online_dpo import OnlineDPO, OnlineDPOConfig
 from raftkit.algorithms.raft import RAFT, RaftConfig
 from raftkit.policy import Policy
 from raftkit.rewards import Scores
@@ -25,8 +27,9 @@ from raftkit.sampling.sampler import SamplingParams
 
 K = 2
 # Per prompt (2 samples each): the best 3 of all 8 (RAFT --ranking top, fraction 0.375) are 0, 1 and 5; a
-# rank ranking only its own 4 samples would keep 2 of them, i.e. 4 in all.
-TOTALS = [5.0, 4.0, 0.0, 0.5, 1.0, 1.5, 0.2, 0.1]
+# rank ranking only its own 4 samples would keep 2 of them, i.e. 4 in all. Prompt 3 ties: online DPO has
+# 2 pairs on the first rank and 1 on the second, so a rank's own pair count is not the batch's.
+TOTALS = [5.0, 4.0, 0.0, 0.5, 1.0, 1.5, 0.1, 0.1]
 
 
 def whole_batch(tokenizer) -> tuple[Batch, list[Rollout], Scores]:
@@ -59,7 +62,7 @@ def main(model: str, out: Path) -> None:
     torch.set_num_threads(1)
     distributed.init()
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("grpo", "grpo_mini_batches", "raft"):
+    for name in ("grpo", "grpo_mini_batches", "raft", "online_dpo"):
         policy = Policy(model, bf16=False)  # fp32: the comparison is at 1e-5
         if name.startswith("grpo"):
             # Two mini-batches of two prompts each: with two processes, each step's prompts are one rank's.
@@ -68,6 +71,8 @@ def main(model: str, out: Path) -> None:
                                 mini_batches=2 if name == "grpo_mini_batches" else 1)
             sampling = SamplingParams(max_new_tokens=8)
             algo = GRPO(policy, config, lr=1e-2, total_steps=1, k=K, sampling=sampling)
+        elif name == "online_dpo":
+            algo = OnlineDPO(policy, OnlineDPOConfig(micro_batch_size=1), lr=1e-2, total_steps=1, k=K)
         else:
             config = RaftConfig(ranking="top", top_fraction=0.375, explore_hint="", keep_answers=False,
                                 epochs_per_iteration=2, micro_batch_size=1, gradient_accumulation_steps=2)

@@ -97,15 +97,15 @@ def test_metrics_of_ranks_are_merged():
 
 @pytest.mark.slow
 def test_update_with_two_processes_equals_one(tmp_path, tiny_model_path):
-    """The first GRPO update (μ = 1; one mini-batch, then two) and a RAFT update (two epochs, micro-batches
-    of one, --ranking top) with the batch split over 2 processes give the 1-process weights; both ranks end
-    identical."""
+    """The first GRPO update (μ = 1; one mini-batch, then two), a RAFT update (two epochs, micro-batches
+    of one, --ranking top) and an online DPO step (2 pairs on one rank, 1 on the other) with the batch split
+    over 2 processes give the 1-process weights; both ranks end identical."""
     one = subprocess.run([sys.executable, str(WORKER), tiny_model_path, str(tmp_path / "one")], env=_env(),
                          capture_output=True, text=True, timeout=120)
     assert one.returncode == 0, one.stderr[-3000:]
     two = _torchrun(str(WORKER), tiny_model_path, str(tmp_path / "two"))
     assert two.returncode == 0, two.stdout[-2000:] + two.stderr[-3000:]
-    for algo in ("grpo", "grpo_mini_batches", "raft"):
+    for algo in ("grpo", "grpo_mini_batches", "raft", "online_dpo"):
         ref = torch.load(tmp_path / "one" / f"{algo}-rank0.pt")
         r0 = torch.load(tmp_path / "two" / f"{algo}-rank0.pt")
         r1 = torch.load(tmp_path / "two" / f"{algo}-rank1.pt")
@@ -117,6 +117,8 @@ def test_update_with_two_processes_equals_one(tmp_path, tiny_model_path):
         assert info[0]["loss"] == pytest.approx(info[1]["loss"], abs=1e-5) == info[2]["loss"]
         if algo == "raft":  # the best 3 of all 8 samples, ranked over both ranks' samples together
             assert info[0]["selected"] == [0, 1, 5] == info[1]["selected"] + info[2]["selected"]
+        if algo == "online_dpo":  # the chosen side of each prompt's pair; prompt 3 ties
+            assert info[0]["selected"] == [0, 3, 5] == info[1]["selected"] + info[2]["selected"]
     from transformers import AutoModelForCausalLM
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model_path).state_dict()

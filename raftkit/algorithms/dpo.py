@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from raftkit import distributed
 from raftkit.algorithms.lm_head import lm_parts
 from raftkit.algorithms.losses import token_logprobs
 from raftkit.algorithms.sft import IGNORE, Example, collate, make_optimizer
@@ -192,8 +193,15 @@ class DPOUpdate:
         return dpo_loss(logp[0::2], logp[1::2], ref[0::2], ref[1::2], self.beta), logp[0::2], logp[1::2]
 
     def step(self, pairs: Sequence[tuple[Example, Example]], lr: float | None = None) -> dict[str, float]:
-        """One optimiser step on the mean DPO loss of ``pairs`` (micro-batched, accumulated exactly)."""
-        if not pairs:
+        """One optimiser step on the mean DPO loss of ``pairs`` (micro-batched, accumulated exactly).
+
+        With several processes each rank passes its own share of the batch's pairs: the loss is divided by
+        the pair count over every rank and the gradients are summed over ranks before clipping, so every
+        rank takes the one-process step on the whole batch (and a rank without pairs still takes it). The
+        metrics are the whole batch's. No pair on any rank: no step.
+        """
+        (total,) = distributed.all_reduce_sum(float(len(pairs)))
+        if not total:
             return {}
         model = self.policy.model
         model.train()
@@ -202,9 +210,10 @@ class DPOUpdate:
             for s in range(0, len(pairs), self.micro_batch_size):
                 part = pairs[s:s + self.micro_batch_size]
                 out, chosen, rejected = self._forward(part)
-                (out.losses.sum() / len(pairs)).backward()
+                (out.losses.sum() / total).backward()
                 for k, v in dpo_metrics(out, chosen, rejected).items():
                     sums[k] += v * len(part)
+            distributed.average_gradients(self.params)  # before clipping: the norm is the global one
             grad_norm = (torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
                          if self.max_grad_norm > 0 else None)
             if lr is not None:
@@ -214,7 +223,9 @@ class DPOUpdate:
         finally:
             self.optimizer.zero_grad(set_to_none=True)
             model.eval()
-        metrics = {k: v / len(pairs) for k, v in sums.items()}
+        keys = ("loss", *METRIC_NAMES)
+        metrics = dict(zip(keys, (v / total for v in distributed.all_reduce_sum(*(sums[k] for k in keys))),
+                           strict=True))
         if grad_norm is not None:
             metrics["grad_norm"] = float(grad_norm)
         return metrics
