@@ -110,15 +110,18 @@ def check_options(values: Mapping[str, Any], algo: str, source: str) -> None:
     check_keys(values, sorted(usable), source)
 
 
-def reward_specs(items: RewardLike | Iterable[RewardLike] | None) -> list[str | dict]:
-    """Spec strings or mappings for rewards given as functions, specs or both (a single one is fine)."""
+def reward_specs(items: RewardLike | Iterable[RewardLike] | None,
+                 resumable: bool = False) -> list[str | dict]:
+    """Spec strings or mappings for rewards given as functions, callable objects, specs or a mix (a single
+    one is fine). ``resumable``: each must load again in another process (a run records it), else a
+    RegistryError says how to make it so (raftkit.reward_refs.register)."""
     from raftkit import reward_refs
 
     if items is None:
         return []
     if isinstance(items, str | dict) or callable(items):
         items = [items]
-    return [reward_refs.register(r) if callable(r) else r for r in items]
+    return [reward_refs.register(r, resumable=resumable) if callable(r) else r for r in items]
 
 
 # --------------------------------------------------------------------------- align
@@ -167,9 +170,9 @@ def align(
     if "model" in values:
         values["model"] = os.fspath(values["model"])
     if rewards or resume is None:
-        values["rewards"] = reward_specs(rewards)
+        values["rewards"] = reward_specs(rewards, resumable=True)
     if "filters" in options:
-        values["filters"] = reward_specs(options["filters"])
+        values["filters"] = reward_specs(options["filters"], resumable=True)
     if output is not None:
         values["output"] = os.fspath(output)
     fold_reward_weights(values, "raftkit.align")
@@ -267,16 +270,19 @@ def score(
     *,
     columns: Mapping[str, Sequence[Any]] | None = None,
     timeout: float | None = None,
+    model: str | os.PathLike | None = "default",
 ) -> list[dict[str, Any]]:
     """Score completions as `raftkit score --json` does: one dict per completion with ``prompt``,
     ``completion``, each reward's raw value, each filter's hits, ``total`` and ``dropped``.
 
     ``prompts`` may be None (completions only). ``columns`` are dataset columns, one value per
     completion, passed to the rewards as keyword arguments. A string completion of a chat prompt is
-    handed to the rewards as an assistant message, as TRL does.
+    handed to the rewards as an assistant message, as TRL does. The rewards get ``completion_ids`` as in
+    training, tokenised with ``model``'s tokenizer ('default': the bundled model; a model folder or a
+    run directory; None: no ids), unless ``columns`` holds them.
     """
-    from raftkit.cli.score import _row_json
-    from raftkit.rewards import DEFAULT_TIMEOUT, RewardStack
+    from raftkit.cli.score import _row_json, completion_ids, missing_argument_hint
+    from raftkit.rewards import DEFAULT_TIMEOUT, RewardError, RewardStack
 
     if isinstance(completions, str) or (prompts is not None and isinstance(prompts, str)):
         raise TypeError("prompts and completions are lists (one entry per completion), not strings")
@@ -289,7 +295,15 @@ def score(
                               timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
     given = [[{"role": "assistant", "content": c}] if isinstance(p, list) and isinstance(c, str) else c
              for p, c in zip(prompts, completions, strict=True)]
-    scores = stack.score(prompts, given, {k: list(v) for k, v in (columns or {}).items()})
+    columns = {k: list(v) for k, v in (columns or {}).items()}
+    extra = completion_ids(stack, given, columns, None if model is None else os.fspath(model))
+    try:
+        scores = stack.score(prompts, given, columns, **extra)
+    except RewardError as e:
+        hint = missing_argument_hint(e, "pass columns={{'{name}': [...]}}, one value per completion")
+        if not hint:
+            raise
+        raise RewardError(f"{e}{hint}", reward=e.reward, index=e.index, value=e.value) from e.__cause__
     return [_row_json(scores, i, prompts[i], completions[i]) for i in range(len(completions))]
 
 

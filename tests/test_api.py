@@ -34,7 +34,7 @@ def test_align_with_a_plain_function_and_a_dataset_object(tiny_model_path, tmp_p
     assert isinstance(run, Run) and run.path == tmp_path / "run"
     assert run.info["status"] == "finished"
     [metrics] = run.metrics
-    assert metrics["iteration"] == 1 and "reward/brevity/mean" in metrics, metrics
+    assert metrics["iteration"] == 1 and "rewards/brevity/mean" in metrics, metrics
     assert run.eval == {}  # heldout 0: no evaluation
     assert run.model_path == tmp_path / "run" / "model"
     # The function is recorded as a spec another process can load; the dataset moved into the run.
@@ -55,7 +55,7 @@ def test_align_resume_extends_a_run_from_its_saved_settings(tiny_model_path, tmp
     again = raftkit.align(resume=first, iterations=2)
     assert again.path == first.path and again.info["status"] == "finished"
     assert [m["iteration"] for m in again.metrics] == [1, 2]
-    assert "reward/brevity/mean" in again.metrics[1]
+    assert "rewards/brevity/mean" in again.metrics[1]
     assert yaml.safe_load((first.path / "config.yaml").read_text())["iterations"] == 2
     with pytest.raises(RunDirError):
         raftkit.align(resume=tmp_path / "no-such-run")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -140,3 +141,71 @@ def test_a_file_shared_by_two_specs_runs_once(tmp_path):
     RewardStack.build([f"{path}:a"], [])
     assert builtins.raftkit_refs_loads == 1
     del builtins.raftkit_refs_loads
+
+
+# --------------------------------------------------------------------------- objects and factories
+
+
+class Overlong:
+    """A callable reward object, as trl.rewards builds them: -1 past ``limit`` tokens, else 0."""
+
+    __name__ = "overlong_reward"  # what TRL logs it under
+
+    def __init__(self, limit: int, penalty: float = -1.0):
+        self.limit, self.penalty = limit, penalty
+
+    def __call__(self, completion_ids, **kwargs):
+        return [self.penalty if len(ids) > self.limit else 0.0 for ids in completion_ids]
+
+
+class Opaque:
+    def __init__(self):
+        self.lookup = {1: object()}  # no JSON: cannot be written to config.yaml
+
+    def __call__(self, completions, **kwargs):
+        return [0.0] * len(completions)
+
+
+def make_scaled(factor: float):
+    """A factory returning a closure: usable in this process, not recordable."""
+    def scaled(completions, **kwargs):
+        return [factor * len(c) for c in completions]
+    return scaled
+
+
+def test_callable_objects_are_recorded_by_class_and_arguments():
+    short, long = Overlong(2), Overlong(5, penalty=-2.0)
+    specs = [reward_refs.register(short, resumable=True), reward_refs.register(long, resumable=True)]
+    name = specs[0]["name"]  # this test module is no package: named by its file
+    assert name == f"{Path(__file__).resolve()}:Overlong"
+    assert specs == [{"name": name, "params": {"limit": 2, "penalty": -1.0}},
+                     {"name": name, "params": {"limit": 5, "penalty": -2.0}}]
+    # What a later process reads from config.yaml: the class is imported, the object built again.
+    reward_refs._live.clear()
+    stack = RewardStack.build(specs, [])
+    ids = [[1, 2, 3], [1, 2, 3, 4, 5, 6]]
+    scores = stack.score(["p", "p"], ["abc", "abcdef"], completion_ids=ids)
+    assert list(scores.rewards.values()) == [[-1.0, -1.0], [0.0, -2.0]]  # two rewards, apart
+    assert len(set(scores.rewards)) == 2 and all("Overlong" in label for label in scores.rewards)
+    # One instance: logged under the name TRL gives it.
+    assert RewardStack.build([specs[0]], []).entries[0].label == "overlong_reward"
+
+
+def test_a_factory_reference_takes_its_arguments_as_parameters():
+    stack = RewardStack.build([f"{__file__}:make_scaled:factor=2"], [])
+    assert stack.score(["p"], ["abc"]).total == [6.0]
+    assert stack.entries[0].label == "make_scaled"
+    with pytest.raises(RegistryError, match="needs parameter\\(s\\) factor"):
+        RewardStack.build([f"{__file__}:make_scaled"], [])
+
+
+def test_what_cannot_be_recorded_is_refused_for_a_run_with_how_to_fix_it():
+    closure = make_scaled(2.0)
+    with pytest.raises(RegistryError, match=r"'scaled' was made inside make_scaled\(\).*module level"):
+        reward_refs.register(closure, resumable=True)
+    ref = reward_refs.register(closure)  # scoring in this process needs no record
+    assert RewardStack.build([ref], []).score(["p"], ["ab"]).total == [4.0]
+    with pytest.raises(RegistryError, match="object Opaque cannot be recorded: its attributes are not plain"):
+        reward_refs.register(Opaque(), resumable=True)
+    with pytest.raises(RegistryError, match="a class defined inside a function"):
+        reward_refs.register(type("Local", (Opaque,), {"__qualname__": "f.<locals>.Local"})(), resumable=True)

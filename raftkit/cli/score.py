@@ -15,6 +15,7 @@ import inspect
 import io
 import json
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -294,21 +295,84 @@ def _signature_warning(fn: Any, names: set[str]) -> str:
 
 
 @functools.cache
-def _bundled_tokenizer() -> Any:
+def _tokenizer(model: str = "default") -> Any:
+    """The tokenizer of ``model``: 'default' (the bundled model), a model folder, or a run directory (its
+    trained model, else the model it started from). Loaded from disk only; None where none loads."""
     try:
         from transformers import AutoTokenizer
 
         from raftkit.models import default_model_path
 
-        return AutoTokenizer.from_pretrained(str(default_model_path()))
-    except Exception:  # no model prepared yet: the check still runs, without completion_ids
+        path = Path(model)
+        if model != "default" and (path / "config.yaml").is_file():  # a run directory
+            from raftkit.config import load_file
+
+            trained = path / "model"
+            model = str(trained) if (trained / "config.json").is_file() else str(
+                load_file(path / "config.yaml").get("model", "default"))
+        folder = str(default_model_path()) if model == "default" else model
+        return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except Exception:  # no model prepared yet, or no tokenizer there: scoring goes on without ids
         return None
+
+
+def _bundled_tokenizer() -> Any:
+    return _tokenizer("default")
 
 
 def _dummy_ids(completions: list[str]) -> list[list[int]] | None:
     """Token ids of the dummies with the bundled model's tokenizer, so `completion_ids` readers run too."""
     tok = _bundled_tokenizer()
     return None if tok is None else [tok(c, add_special_tokens=False)["input_ids"] for c in completions]
+
+
+def _takes(fn: Any, name: str) -> bool:
+    """Whether ``fn`` accepts the keyword argument ``name`` (by name or through ``**kwargs``)."""
+    try:
+        params = inspect.signature(inspect.unwrap(fn)).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def completion_ids(stack: RewardStack, completions: list[Any], columns: dict[str, Any],
+                   model: str | None = "default") -> dict[str, list[list[int]]]:
+    """``{"completion_ids": ...}``, the completions tokenised as in training, for the rewards that can take
+    them (TRL passes them to every reward); {} where the input has a ``completion_ids`` column, no reward
+    takes them, ``model`` is None, or its tokenizer does not load (then a reward that needs them says so).
+    """
+    from raftkit.rewards import completion_text
+
+    if model is None or "completion_ids" in columns or not any(
+            _takes(e.info.fn, "completion_ids") for e in stack.entries):
+        return {}
+    tok = _tokenizer(str(model))
+    if tok is None:
+        return {}
+    return {"completion_ids": [tok(completion_text(c), add_special_tokens=False)["input_ids"]
+                               for c in completions]}
+
+
+_MISSING = re.compile(r"missing \d+ required (?:positional |keyword-only )?arguments?: (.+)$")
+
+
+def missing_argument_hint(error: RewardError, column_hint: str) -> str:
+    """For a reward that raised because a keyword argument was not passed (``solution``), what to give:
+    a dataset column of that name (``column_hint`` says where), or for ``completion_ids`` a tokenizer."""
+    cause = error.__cause__
+    found = _MISSING.search(str(cause)) if isinstance(cause, TypeError) else None
+    if not found:
+        return ""
+    names = re.findall(r"'(\w+)'", found.group(1))
+    hints = []
+    for name in names:
+        if name == "completion_ids":
+            hints.append("'completion_ids' come from the tokenizer of the model (--model / model=; default: "
+                         "the bundled model, which must be prepared), or from a 'completion_ids' column")
+        else:
+            where = column_hint.format(name=name)
+            hints.append(f"'{name}' comes from the dataset column of that name: {where}")
+    return f" (it needs the keyword argument(s) {', '.join(repr(n) for n in names)}: {'; '.join(hints)})"
 
 
 def preflight(stack: RewardStack, dataset: str, prompt_column: str, limit: int, as_json: bool) -> None:
@@ -366,7 +430,8 @@ def preflight(stack: RewardStack, dataset: str, prompt_column: str, limit: int, 
                     min=min(present) if present else None, max=max(present) if present else None,
                     mean=sum(present) / len(present) if present else None, none=len(values) - len(present))
             except (RewardError, RegistryError) as e:
-                result.update(ok=False, error=str(e))
+                hint = "add a '{name}' column to the dataset" if isinstance(e, RewardError) else ""
+                result.update(ok=False, error=str(e) + (missing_argument_hint(e, hint) if hint else ""))
             results.append(result)
             progress.advance(task)
 
@@ -429,8 +494,12 @@ def preflight(stack: RewardStack, dataset: str, prompt_column: str, limit: int, 
               help="Completions per reward call.")
 @click.option("--max-rows", type=click.IntRange(min=1), default=50, show_default=True,
               help="Rows shown in the table.")
+@click.option("--model", default="default", show_default=True, metavar="MODEL_OR_RUN",
+              help="Whose tokenizer gives the rewards `completion_ids` (as in training): a model folder, a "
+                   "run directory (its model), or 'default' (the bundled model). A `completion_ids` column "
+                   "in the input is used instead.")
 def command(rewards, filters, input_path, dataset, prompt_column, completion_column, limit, as_json,
-            reward_timeout, batch_size, max_rows) -> None:
+            reward_timeout, batch_size, max_rows, model) -> None:
     """Score completions with rewards and filters, or pre-flight-check them on a dataset.
 
     The input has a `prompt` and a `completion` column; every other column reaches the rewards as a
@@ -463,6 +532,11 @@ def command(rewards, filters, input_path, dataset, prompt_column, completion_col
     source = "<stdin>" if input_path == "-" else input_path
     given = click.get_current_context().get_parameter_source("prompt_column") is ParameterSource.COMMANDLINE
     prompts, completions, columns = rows_to_batch(rows, prompt_column, completion_column, source, given)
+    extra = completion_ids(stack, completions, columns, model)
+    if not extra and model != "default" and "completion_ids" not in columns and _tokenizer(model) is None:
+        raise click.ClickException(f"--model {model}: no tokenizer loads from there (give a model folder "
+                                   "or a run directory)")
+    hint = "add a '{name}' column to " + source
     parts: list[Scores] = []
     try:
         from rich.console import Console
@@ -475,16 +549,19 @@ def command(rewards, filters, input_path, dataset, prompt_column, completion_col
             for start in range(0, len(rows), batch_size):
                 end = min(start + batch_size, len(rows))
                 chunk_cols = {k: v[start:end] for k, v in columns.items()}
+                chunk_extra = {k: v[start:end] for k, v in extra.items()}
                 try:
-                    parts.append(stack.score(prompts[start:end], completions[start:end], chunk_cols))
+                    parts.append(stack.score(prompts[start:end], completions[start:end], chunk_cols,
+                                             **chunk_extra))
                 except RewardError as e:
                     if e.index is not None:  # the message's index is within the chunk: point at the row
                         row = start + e.index + 1
-                        raise click.ClickException(f"{e} — input row {row} of {source}") from None
+                        raise click.ClickException(f"{e} — input row {row} of {source}"
+                                                   f"{missing_argument_hint(e, hint)}") from None
                     raise
                 progress.advance(task, end - start)
     except RewardError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(f"{e}{missing_argument_hint(e, hint)}") from None
     scores = _merge(parts)
     if as_json:
         for i, row in enumerate(rows):
