@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import hashlib
 import json
 import random
 from collections.abc import Iterator, Sequence
@@ -186,6 +187,33 @@ def _read_dataset(dataset: str, split: str) -> tuple[dict[str, list[Any]], str]:
     if _looks_like_path(dataset):
         raise DatasetError(f"{dataset}: no such file or folder")
     return _to_table(_load_hub(dataset, split)), f"{dataset} (split {split})"
+
+
+def fingerprint(dataset: Any) -> dict[str, Any] | None:
+    """What identifies a prompt set, for a run to check that a resume reads the same prompts: a local
+    file's (or a folder's files') absolute path, size in bytes and SHA-256; a hub dataset's name (its
+    revision is the hub's); None for the bundled set, which is the installed package's."""
+    if dataset is None or str(dataset) in ("", BUNDLED):
+        return None
+    path = Path(str(dataset)).expanduser()
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file()
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    else:
+        if _looks_like_path(str(dataset)):
+            return {"path": str(path.absolute()), "bytes": None, "sha256": None}  # missing
+        return {"name": str(dataset)}
+    digest, size = hashlib.sha256(), 0
+    for file in files:
+        if file != path:
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with open(file, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+    return {"path": str(path.resolve()), "bytes": size, "sha256": digest.hexdigest()}
 
 
 def decode_utf8(data: bytes, source: str) -> str:

@@ -166,6 +166,10 @@ def prepare_resume(root: Path, config: dict[str, Any], restart: bool, console: C
     """Check that the run in ``root`` can continue with ``config``, then record it; if it cannot, say
     why and change nothing (beyond finishing a swap a kill interrupted, which loses nothing)."""
     rundir.check_resumable(root)
+    rundir.acquire_lock(root)  # one writer per run folder: refused while another process writes it
+    if not restart:
+        rundir.check_not_finished(root, config.get("iterations"))
+    rundir.check_same_data(root, config.get("dataset"))
     for note in rundir.repair_swaps(root):  # first: until then checkpoint.tmp may be the only copy
         console.print(note)
     saved = yaml.safe_load((root / "config.yaml").read_text(encoding="utf-8")) or {}
@@ -469,7 +473,9 @@ def run(
         if writer is not None and peer:
             _mark(writer, "crashed", peer)
         elif writer is not None:
-            _mark(writer, "stopped", f"interrupted during iteration {iteration}")
+            when = (f"after iteration {iteration} (saving the model, evaluating)" if finishing
+                    else f"during iteration {iteration}" if iteration else "during start-up")
+            _mark(writer, "stopped", f"interrupted {when}")
         if distributed.active():
             distributed.abort(f"stopped ({peer})" if peer else "stopped", 130)
         raise

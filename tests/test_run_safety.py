@@ -12,10 +12,12 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 from rich.console import Console
 
@@ -538,3 +540,173 @@ def test_inspect_shows_control_characters_instead_of_sending_them_to_the_termina
     assert "ValueError: Sure!\\x1b]0;pwned" in summary  # the recorded error too
     full = runner.invoke(main, ["inspect", str(root), "-i", "1", "--full"]).output
     assert re.search(r"\n[│ ]*line two", full)  # the completion's newline is a line break
+
+
+# --------------------------------------------------------------------------- one writer per run folder
+
+
+def _hold_lock_elsewhere(root: Path) -> subprocess.Popen:
+    """Another process holding the run's lock, as a run still being written does."""
+    code = ("import sys, time; from raftkit.runs import rundir; rundir.acquire_lock(sys.argv[1]); "
+            "print('locked', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(root)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_a_run_being_written_cannot_be_resumed_or_started_over_by_a_second_process(tmp_path):
+    root = _fake_run(tmp_path)
+    rundir.release_lock(root)  # the test process wrote it; now another process is writing it
+    holder = _hold_lock_elsewhere(root)
+    try:
+        before = _snapshot(root)
+        result = _cli("--resume", str(root))
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert f"{root} is being written by another raftkit process (pid {holder.pid} on " in result.output
+        assert "wait for it to end, or stop it" in result.output
+        result = _cli("--reward", "length", "--model", _fake_model(tmp_path), "--output", str(root))
+        assert result.exit_code == 1 and "is being written by another raftkit process" in result.output
+        assert "--resume" not in result.output  # no longer suggested for a live run
+        assert _snapshot(root) == before
+    finally:
+        holder.kill()  # the OS releases a dead process's lock
+        holder.wait()
+    rundir.acquire_lock(root)
+    assert rundir.lock_holder(root) is None
+    rundir.release_lock(root)
+
+
+def test_inspect_flags_an_iteration_recorded_twice(tmp_path):
+    root = _fake_run(tmp_path, iterations=2)
+    with open(root / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"iteration": 2, "reward/total/mean": 0.9}) + "\n")
+    result = CliRunner(env={"COLUMNS": "250"}).invoke(main, ["inspect", str(root)])
+    assert result.exit_code == 0
+    assert "metrics.jsonl:3: iteration 2 again (duplicated: two processes may have written this run)" in \
+        result.output
+
+
+# --------------------------------------------------------------------------- finished runs keep their record
+
+
+def _finish(root: Path, eval_data: dict | None = None) -> None:
+    """Mark the run finished after its last committed iteration, as planned."""
+    info = json.loads((root / "run.json").read_text())
+    (root / "run.json").write_text(json.dumps({**info, "status": "finished"}))
+    config = yaml.safe_load((root / "config.yaml").read_text())
+    (root / "config.yaml").write_text(yaml.safe_dump({**config, "iterations": info["last_iteration"]}))
+    if eval_data is not None:
+        (root / "eval.json").write_text(json.dumps(eval_data))
+
+
+def test_resuming_a_finished_run_changes_nothing_and_says_so(tmp_path):
+    root = _fake_run(tmp_path, iterations=3, checkpoint=3)
+    _finish(root, {"before": {"accuracy": 0.2}, "after": {"accuracy": 0.4}})
+    before = _snapshot(root)
+    result = _cli("--resume", str(root))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"--resume {root}: the run is finished (3 iterations); nothing was changed" in result.output
+    assert "--iterations 6" in result.output
+    assert _snapshot(root) == before
+
+
+def test_extending_a_finished_run_keeps_its_evaluation_beside_the_new_one(tmp_path):
+    root = _fake_run(tmp_path, iterations=3, checkpoint=3)
+    old = {"before": {"accuracy": 0.2}, "after": {"accuracy": 0.4}}
+    _finish(root, old)
+    loop.prepare_resume(root, _config(_fake_model(tmp_path), iterations=5), restart=False,
+                        console=Console(quiet=True))
+    RunWriter.resume(root, 3, iterations_planned=5)
+    assert json.loads((root / "eval-000003.json").read_text()) == old
+    assert json.loads((root / "eval.json").read_text()) == old  # until the extended run evaluates
+    rundir.release_lock(root)
+
+
+# --------------------------------------------------------------------------- the data a run trained on
+
+
+def test_a_resume_reading_other_data_is_refused_saying_what_changed(tmp_path, monkeypatch):
+    first, second = tmp_path / "a", tmp_path / "b"
+    for folder, prompts in ((first, ["q1", "q2", "q3"]), (second, ["other"])):
+        folder.mkdir()
+        (folder / "data.jsonl").write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
+    monkeypatch.chdir(first)
+    root = tmp_path / "run"
+    config = _config(_fake_model(tmp_path), dataset="data.jsonl")
+    writer = RunWriter.create(root, config, "raft")
+    writer.commit_iteration(1, {"reward/total/mean": 0.5})
+    _fake_checkpoint(rundir.checkpoint_path(root), 1)
+    recorded = json.loads((root / "run.json").read_text())["data"]
+    assert recorded["path"] == str(first / "data.jsonl") and recorded["bytes"] == 51
+    rundir.check_same_data(root, "data.jsonl")  # the same file: fine
+
+    monkeypatch.chdir(second)
+    before = _snapshot(root)
+    with pytest.raises(RunDirError) as caught:
+        loop.prepare_resume(root, config, restart=False, console=Console(quiet=True))
+    message = str(caught.value)
+    assert f"dataset 'data.jsonl' is not the data the run trained on (then: {first / 'data.jsonl'}, 51 " \
+        f"bytes, sha256 {recorded['sha256'][:12]}; now: {second / 'data.jsonl'}, 20 bytes" in message
+    assert f"resume from the folder the run started in, or restore {first / 'data.jsonl'}" in message
+    assert _snapshot(root) == before
+    monkeypatch.chdir(first)
+    (first / "data.jsonl").write_text(json.dumps({"prompt": "edited"}) + "\n")  # same path, new content
+    with pytest.raises(RunDirError, match="is not the data the run trained on"):
+        rundir.check_same_data(root, "data.jsonl")
+    rundir.release_lock(root)
+
+
+# --------------------------------------------------------------------------- one line, not a traceback
+
+
+def test_output_paths_that_cannot_be_created_are_one_line_errors(tmp_path):
+    model = _fake_model(tmp_path)
+    dangling = tmp_path / "link"
+    dangling.symlink_to(tmp_path / "gone")
+    result = _cli("--reward", "length", "--model", model, "--output", str(dangling))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"--output {dangling} is a link to {tmp_path / 'gone'}, which does not exist" in result.output
+
+    (tmp_path / "notes.txt").write_text("x")
+    under_file = tmp_path / "notes.txt" / "run"
+    result = _cli("--reward", "length", "--model", model, "--output", str(under_file))
+    assert result.exit_code == 1 and f"{tmp_path / 'notes.txt'} is a file, not a folder" in result.output
+
+    # A folder no one may create anything in, root included (sysfs); skipped where that is not so.
+    read_only = Path("/sys/raftkit-test-run")
+    try:
+        read_only.mkdir()
+        read_only.rmdir()
+        pytest.skip("/sys is writable here")
+    except OSError:
+        pass
+    result = _cli("--reward", "length", "--model", model, "--output", str(read_only))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"--output {read_only}: cannot create the folder (" in result.output
+    assert "choose another --output" in result.output
+
+
+def test_resume_of_a_run_folder_that_cannot_be_written_is_one_line(tmp_path):
+    root = _fake_run(tmp_path)
+    rundir.release_lock(root)
+    # As root, permission bits do not stop a write; a lock file that cannot be opened for writing does
+    # (a directory in its place), and takes the same path as a read-only folder.
+    (root / rundir.LOCK_FILE).unlink()
+    (root / rundir.LOCK_FILE).mkdir()
+    before = _snapshot(root)
+    result = _cli("--resume", str(root), "--iterations", "5")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{root}: cannot write in the run folder (Is a directory); make it writable" in result.output
+    assert _snapshot(root) == before
+
+
+def test_a_stop_during_start_up_is_recorded_as_such(tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C while the run starts (here: while the trackers start)
+
+    monkeypatch.setattr(loop, "Trackers", interrupted)
+    cfg, algo = _tiny_run(_fake_model(tmp_path), tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        loop.run(cfg, algo, tmp_path / "run", console=Console(quiet=True))
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["status"] == "stopped" and info["error"] == "interrupted during start-up"

@@ -15,6 +15,8 @@ Layout (docs/run-directory.md has the field list)::
       checkpoints/iter-000010/   intermediate checkpoints, every `save_every` iterations
       model/                     the final policy, a transformers folder
       eval.json                  before/after evaluation on held-out prompts
+      eval-000010.json           the evaluation of a finished run that a resume then extended
+      run.lock                   held (flock) by the one process writing the run
 
 Ordering is what makes it crash-safe: an iteration's files are written first (each via a temporary file
 and a rename), then its checkpoint, and only then its line in metrics.jsonl. A metrics line therefore
@@ -24,6 +26,7 @@ always has its rollouts behind it, and resume starts after the newest checkpoint
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import platform
@@ -165,7 +168,12 @@ class RunWriter:
         recognised as one (``check_new_run_dir``, ``check_resumable``)."""
         root = Path(root)
         check_new_run_dir(root)
-        root.mkdir(parents=True, exist_ok=True)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RunDirError(f"--output {root}: cannot create the folder ({e.strerror or e}); choose "
+                              "another --output") from None
+        acquire_lock(root)
         writer = cls(root, {
             "format": FORMAT_VERSION,
             "algorithm": algorithm,
@@ -178,6 +186,8 @@ class RunWriter:
             # Lets `inspect` tell a live run from a killed one that still says "running".
             "pid": os.getpid(),
             "host": socket.gethostname(),
+            # What identifies the prompts: config.yaml's dataset may be a path relative to the start folder.
+            "data": data_fingerprint(config.get("dataset")),
         })
         writer._save_info()
         atomic_write_text(root / "config.yaml", yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
@@ -189,8 +199,11 @@ class RunWriter:
         """Reopen a stopped run: keep iterations up to ``completed`` (the checkpoint's), drop later ones.
         ``updates`` go into run.json at once (e.g. ``iterations_planned`` raised by the resume)."""
         root = Path(root)
+        acquire_lock(root)
         info = json.loads((root / "run.json").read_text())
         writer = cls(root, info)
+        if info.get("status") == "finished":  # extended: its evaluation stays beside the new one
+            keep_finished_eval(root, info.get("last_iteration"))
         kept = []
         for d in sorted((root / "iterations").glob("[0-9]" * 6)) if (root / "iterations").exists() else []:
             it = int(d.name)
@@ -201,6 +214,8 @@ class RunWriter:
         write_jsonl(root / "metrics.jsonl", kept)
         info.update(status="running", error=None, last_iteration=completed, pid=os.getpid(),
                     host=socket.gethostname(), resumed_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **updates)
+        if not info.get("data"):  # a run begun before its data were recorded: from now on
+            info["data"] = data_fingerprint(_saved_config(root).get("dataset"))
         writer._save_info()
         return writer
 
@@ -255,7 +270,10 @@ class RunWriter:
 
     def finish(self, status: str = "finished", error: str | None = None) -> None:
         self.info.update(status=status, error=error, finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-        self._save_info()
+        try:
+            self._save_info()
+        finally:
+            release_lock(self.root)
 
 
 CHECKPOINT_MARKER = "state.json"  # written last into a checkpoint folder: its presence marks it complete
@@ -307,12 +325,21 @@ def _is_leftover(name: str) -> bool:
 
 def check_new_run_dir(root: Path) -> None:
     """Refuse to start a run in a folder that holds anything but what a run killed while starting leaves."""
+    if root.is_symlink() and not root.exists():
+        raise RunDirError(f"--output {root} is a link to {os.readlink(root)}, which does not exist; create "
+                          "that folder, remove the link, or choose another --output")
     if not root.exists():
+        parent = next((p for p in root.parents if p.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise RunDirError(f"--output {root}: {parent} is a file, not a folder; choose another --output")
         return
     if not root.is_dir():
         raise RunDirError(f"{root} is a file, not a folder; choose another --output")
-    names = sorted(p.name for p in root.iterdir() if not _is_leftover(p.name))
+    names = sorted(p.name for p in root.iterdir() if not _is_leftover(p.name) and p.name != LOCK_FILE)
     if "run.json" in names and "config.yaml" in names:
+        if (holder := lock_holder(root)) is not None:
+            raise RunDirError(f"{root} is being written by another raftkit process ({holder}); choose "
+                              "another --output")
         raise RunDirError(f"{root} already holds a run; continue it with: raftkit align --resume {root} "
                           "(or choose another --output)")
     if names not in ([], ["run.json"]):
@@ -327,7 +354,7 @@ def check_resumable(root: Path) -> None:
     if not root.is_dir():
         raise RunDirError(f"--resume {root}: no such run directory")
     if not (root / "run.json").is_file() or not (root / "config.yaml").is_file():
-        if all(_is_leftover(p.name) or p.name == "run.json" for p in root.iterdir()):
+        if all(_is_leftover(p.name) or p.name in ("run.json", LOCK_FILE) for p in root.iterdir()):
             raise RunDirError(f"--resume {root}: the run was stopped while starting, before its first "
                               "iteration; nothing to resume. Start it again with: raftkit align "
                               f"--output {root} ...")
@@ -415,3 +442,136 @@ def discard_progress(root: str | os.PathLike) -> None:
     for name in ("checkpoint", "checkpoint.tmp", "checkpoint.old", "checkpoints", "model", "model.tmp",
                  "model.old"):
         shutil.rmtree(Path(root) / name, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- one writer per run
+
+LOCK_FILE = "run.lock"
+_held: dict[Path, Any] = {}  # the lock files this process holds open, by run folder
+
+
+def acquire_lock(root: str | os.PathLike) -> None:
+    """Hold the run's lock (``flock`` on run.lock) until ``release_lock`` or this process ends: the OS
+    releases it when the process dies, however it dies, so a killed run never stays locked.
+
+    Raises RunDirError when another process holds it, or when the folder cannot be written.
+    """
+    root = Path(root)
+    key = root.resolve()
+    if key in _held:
+        return
+    try:
+        f = open(root / LOCK_FILE, "a+", encoding="utf-8")
+    except OSError as e:
+        raise RunDirError(f"{root}: cannot write in the run folder ({e.strerror or e}); make it writable, "
+                          "or copy the run somewhere writable and resume the copy") from None
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "unknown pid"
+        f.close()
+        raise RunDirError(f"{root} is being written by another raftkit process ({holder}); wait for it to "
+                          "end, or stop it, before resuming") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    f.flush()
+    _held[key] = f
+
+
+def release_lock(root: str | os.PathLike) -> None:
+    """Let another process write the run (closing the file releases the flock)."""
+    f = _held.pop(Path(root).resolve(), None)
+    if f is not None:
+        f.close()
+
+
+def lock_holder(root: str | os.PathLike) -> str | None:
+    """Who holds the run's lock ("pid N on HOST"), or None when no other process does."""
+    root = Path(root)
+    if root.resolve() in _held or not (root / LOCK_FILE).is_file():
+        return None
+    try:
+        with open(root / LOCK_FILE, encoding="utf-8") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                return f.read().strip() or "unknown pid"
+    except OSError:
+        return None
+    return None
+
+
+# --------------------------------------------------------------------------- finished runs and their data
+
+
+def _saved_config(root: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load((Path(root) / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def check_not_finished(root: str | os.PathLike, iterations: int | None) -> None:
+    """Refuse a resume that would only redo the end of a finished run (saving the model, evaluating
+    again) and overwrite its record; a larger ``iterations`` extends it instead."""
+    root = Path(root)
+    try:
+        info = json.loads((root / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    done = info.get("last_iteration")
+    if info.get("status") != "finished" or not isinstance(done, int):
+        return
+    if iterations is None or iterations <= done:
+        raise RunDirError(f"--resume {root}: the run is finished ({done} iteration{'s' * (done != 1)}); "
+                          "nothing was changed. To train it further pass a larger --iterations, e.g. "
+                          f"--iterations {done * 2}")
+
+
+def keep_finished_eval(root: str | os.PathLike, iteration: Any) -> Path | None:
+    """Keep a finished run's eval.json as eval-<iteration>.json before a resume extends the run (the
+    extended run then writes its own eval.json); never overwrites one already kept."""
+    src = Path(root) / "eval.json"
+    if not src.is_file() or not isinstance(iteration, int):
+        return None
+    dst = src.with_name(f"eval-{iteration:06d}.json")
+    if not dst.exists():
+        atomic_write_text(dst, src.read_text(encoding="utf-8"))
+    return dst
+
+
+def data_fingerprint(dataset: Any) -> dict[str, Any] | None:
+    """What identifies a run's prompts: the absolute path, size and SHA-256 of a local file (of every file,
+    for a folder), or the name of a hub dataset; None for the bundled set (it is the package's)."""
+    from raftkit.datasets import fingerprint
+
+    return fingerprint(dataset)
+
+
+def check_same_data(root: str | os.PathLike, dataset: Any) -> None:
+    """Refuse a resume whose prompts differ from those the run recorded, saying what changed (a relative
+    ``dataset`` read from another folder, or a file edited since)."""
+    root = Path(root)
+    try:
+        saved = json.loads((root / "run.json").read_text(encoding="utf-8")).get("data")
+    except (OSError, ValueError, AttributeError):
+        return
+    if not isinstance(saved, dict):
+        return  # recorded before fingerprints were
+    now = data_fingerprint(dataset) or {}
+    # The content decides; a path alone may differ (the project folder moved) and is only reported.
+    if all(saved.get(key) == now.get(key) for key in ("name", "bytes", "sha256")):
+        return
+
+    def described(d: dict[str, Any]) -> str:
+        if d.get("sha256"):
+            return f"{d.get('path')}, {d.get('bytes'):,} bytes, sha256 {d['sha256'][:12]}"
+        return str(d.get("name") or (f"{d['path']} (missing)" if d.get("path") else "the bundled prompts"))
+
+    where = f"; resume from the folder the run started in, or restore {saved['path']}" \
+        if saved.get("path") else ""
+    raise RunDirError(f"--resume {root}: dataset {dataset!r} is not the data the run trained on (then: "
+                      f"{described(saved)}; now: {described(now)}); nothing was changed{where}")

@@ -352,11 +352,16 @@ def _read_metrics(root: Path) -> tuple[list[dict[str, Any]], list[int], list[run
         with os.scandir(iter_root) as it:
             dirs = sorted(int(e.name) for e in it if e.is_dir() and e.name.isdigit())
     if path.exists():
+        seen: set[int] = set()
         for n, rec in enumerate(rundir.read_jsonl(path, bad)):
             it = rec.get("iteration")
             if isinstance(it, bool) or not isinstance(it, int):
                 bad.append(rundir.BadLine(path, _line_of(path, n), "no integer 'iteration' field; skipped"))
                 continue
+            if it in seen:  # resume rewrites the file: a repeat means two processes wrote this run
+                bad.append(rundir.BadLine(path, _line_of(path, n), f"iteration {it} again (duplicated: two "
+                                          "processes may have written this run); the last line is shown"))
+            seen.add(it)
             records.append(rec)
     else:
         for it in dirs:

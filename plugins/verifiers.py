@@ -1,0 +1,70 @@
+"""Built-in verifier rewards: 1.0 where a completion's answer is right, 0.0 where it is wrong.
+
+``math_verify`` checks the last mathematical expression of a completion against a gold answer from a dataset
+column with the math-verify library (the checker behind TRL's ``accuracy_reward``): ``7``, ``3 + 4 = 7``,
+``\\boxed{7}`` and ``7.0`` all match a gold ``7``. As TRL does, a row whose gold answer cannot be parsed
+scores ``None``: left out of the total, not counted as wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from typing import Any
+
+from raftkit.registry import hookimpl, reward
+from raftkit.rewards import completion_text
+
+
+@lru_cache(maxsize=1)
+def _math_verify() -> tuple[Any, Any, list[Any]]:
+    """(parse, verify, extraction configs), imported on first use: the import takes about a second."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+    # Its timeouts use signal.alarm, which only works on the main thread, and rewards run on worker threads:
+    # they are turned off below and the reward stack's own timeout (--reward-timeout) bounds a call. The
+    # library then warns on every call that its timeout is off; that is known and expected here.
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    return parse, verify, [LatexExtractionConfig(), ExprExtractionConfig()]
+
+
+@lru_cache(maxsize=4096)
+def _gold(text: str) -> Any:
+    parse, _, configs = _math_verify()
+    return parse(text, extraction_config=configs, parsing_timeout=None)
+
+
+@reward(name="math_verify",
+        description="1.0 if the completion's last expression equals the gold answer (math-verify), else 0.0.")
+def math_verify(completions: list[Any], *, column: str = "solution", **kwargs: Any) -> list[float | None]:
+    """Whether each completion's answer equals its row's gold answer, by value (``14/2`` matches ``7``).
+
+    Args:
+        completions: strings or chat messages.
+        column: the dataset column holding the gold answer, as text (``"7"``, ``"\\frac{1}{2}"``,
+            ``"$x^2$"``); TRL's ``accuracy_reward`` reads ``solution``.
+
+    Returns:
+        1.0 or 0.0 per completion; None where the gold answer cannot be parsed.
+
+    >>> math_verify(["So 3 + 4 = 7.", "It is 8."], solution=["7", "7"])
+    [1.0, 0.0]
+    """
+    if column not in kwargs:
+        raise ValueError(f"math_verify needs the gold answers in a dataset column named '{column}'; add one, "
+                         f"or name yours with math_verify:column=NAME")
+    parse, verify, configs = _math_verify()
+    scores: list[float | None] = []
+    for completion, gold_text in zip(completions, kwargs[column], strict=True):
+        gold = _gold(str(gold_text))
+        if not gold:
+            scores.append(None)
+            continue
+        answer = parse(completion_text(completion), extraction_config=configs, parsing_timeout=None)
+        scores.append(float(verify(gold, answer, timeout_seconds=None)))
+    return scores
+
+
+@hookimpl
+def register_rewards(register):
+    register(math_verify)
