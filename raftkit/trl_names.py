@@ -211,6 +211,11 @@ TRL_NAMES: dict[str, TrlName] = {
     "hub_model_id": _only(None, why="raftkit uploads nothing to a hub"),
     "deepspeed": _only(None, why="raftkit runs several processes with torchrun (docs/distributed.md)"),
     "fsdp": _only(None, "", [], why="raftkit runs several processes with torchrun (docs/distributed.md)"),
+    "lr_scheduler_kwargs": _only(None, {}, why="GRPO's schedule is a warm-up (--warmup-ratio), then linear "
+                                               "decay; RAFT's is --lr-schedule"),
+    "use_liger_kernel": _ignored("raftkit computes its loss itself, with the LM head only where "
+                                 "completions need it"),
+    "torch_empty_cache_steps": _ignored("raftkit manages the device cache itself"),
 }
 
 

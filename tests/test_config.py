@@ -276,3 +276,25 @@ def test_trl_option_spellings_on_the_command_line(tmp_path):
     bad.write_text("num_train_epochs: 3\n")
     result = runner.invoke(main, ["align", "--reward", "emoji", "--config", str(bad)])
     assert result.exit_code == 1 and "TRL's 'num_train_epochs' = 3 is not supported" in result.output
+
+
+def test_every_trl_grpo_field_is_handled_and_documented():
+    """Each field the installed TRL's GRPOConfig declares is raftkit's own name or in the TRL table, and
+    docs/from-trl.md names it."""
+    import ast
+    from pathlib import Path
+
+    from raftkit.api import _is_setting
+    from raftkit.trl_names import TRL_NAMES
+
+    trl = pytest.importorskip("trl")
+    folder = Path(trl.__file__).parent / "trainer"
+    declared = []
+    for file, cls in (("grpo_config.py", "GRPOConfig"), ("base_config.py", "_BaseConfig")):
+        tree = ast.parse((folder / file).read_text(encoding="utf-8"))
+        body = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls).body
+        declared += [n.target.id for n in body if isinstance(n, ast.AnnAssign)]
+    assert "num_generations" in declared and len(declared) > 60
+    assert not [n for n in declared if n not in TRL_NAMES and not _is_setting(n)]
+    text = (Path(__file__).parent.parent / "docs" / "from-trl.md").read_text(encoding="utf-8")
+    assert not [n for n in {*declared, *TRL_NAMES} if f"| `{n}` |" not in text]
