@@ -62,7 +62,7 @@ def run_raftkit(batches: list[list[Any]], sampler_kind: str, micro_batch_size: i
     from raftkit.policy import Policy
     from raftkit.rewards import RewardStack
     from raftkit.rollouts import Batch
-    from raftkit.runs.metrics import peak_rss_gib
+    from raftkit.runs.metrics import peak_rss_gib, reward_metrics
     from raftkit.sampling.sampler import SamplingParams, make_sampler
 
     stages = {"imports": rss_gib()}
@@ -96,15 +96,17 @@ def run_raftkit(batches: list[list[Any]], sampler_kind: str, micro_batch_size: i
                 "total": t4 - t0, "sample": t1 - t0, "score": t2 - t1, "update": t3 - t2, "sync": t4 - t3,
                 "ref_logprobs": m.get("time/ref_logprobs", 0.0), "forward": m["time/forward"],
                 "backward": m["time/backward"], "optimizer": m["time/optimizer"],
-                **{f"reward/{name}": statistics.fmean(v for v in vals if v is not None)
-                   for name, vals in scores.rewards.items()},
-                "reward/total": statistics.fmean(scores.total), "kl": m.get("kl", 0.0),
+                # The run's own definition (raftkit.runs.metrics), under TRL's names: comparable with TRL's.
+                **{k: v for k, v in reward_metrics(scores.rewards, scores.weights).items()
+                   if k == "reward" or k.endswith("/mean")},
+                "kl": m.get("kl", 0.0),
             }
             steps.append(step)
             print(f"raftkit step {it}: {step['total']:.2f} s (sample {step['sample']:.2f}, score "
                   f"{step['score']:.3f}, ref {step['ref_logprobs']:.2f}, fwd {step['forward']:.2f}, bwd "
                   f"{step['backward']:.2f}, opt {step['optimizer']:.2f}, sync {step['sync']:.2f}) "
-                  f"emoji {step['reward/emoji']:.3f} length {step['reward/length']:.3f}", flush=True)
+                  f"emoji {step['rewards/emoji/mean']:.3f} length {step['rewards/length/mean']:.3f}",
+                  flush=True)
     finally:
         sampler.close()
     return {"steps": steps, "peak_rss_gib": peak_rss_gib(), "stages": stages}
@@ -162,11 +164,11 @@ def run_trl(batches: list[list[Any]]) -> dict[str, Any]:
     steps = []
     for i, t in enumerate(times):
         h = logs[i] if i < len(logs) else {}
-        steps.append({"total": t, "reward/emoji": h.get("rewards/emoji/mean", float("nan")),
-                      "reward/length": h.get("rewards/length/mean", float("nan")),
-                      "reward/total": h.get("reward", float("nan")), "kl": h.get("kl", float("nan"))})
-        print(f"trl step {i}: {t:.2f} s emoji {steps[-1]['reward/emoji']:.3f} "
-              f"length {steps[-1]['reward/length']:.3f}", flush=True)
+        steps.append({"total": t, "rewards/emoji/mean": h.get("rewards/emoji/mean", float("nan")),
+                      "rewards/length/mean": h.get("rewards/length/mean", float("nan")),
+                      "reward": h.get("reward", float("nan")), "kl": h.get("kl", float("nan"))})
+        print(f"trl step {i}: {t:.2f} s emoji {steps[-1]['rewards/emoji/mean']:.3f} "
+              f"length {steps[-1]['rewards/length/mean']:.3f}", flush=True)
     return {"steps": steps, "peak_rss_gib": peak_rss_gib(), "stages": stages}
 
 
@@ -188,7 +190,7 @@ def report(results: dict[str, dict[str, Any]], warmup: int) -> None:
         table.add_column(name, justify="right")
     table.add_row("median s / step", *(f"{medians[n]:.2f}" for n in results))
     table.add_row("peak RSS (GiB, own process)", *(f"{results[n]['peak_rss_gib']:.2f}" for n in results))
-    for key in ("reward/emoji", "reward/length", "reward/total", "kl"):
+    for key in ("rewards/emoji/mean", "rewards/length/mean", "reward", "kl"):
         table.add_row(f"{key} per step", *(" ".join(f"{s[key]:.3f}" for s in results[n]["steps"])
                                            for n in results))
     console.print(table)

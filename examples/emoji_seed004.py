@@ -29,5 +29,5 @@ if __name__ == "__main__":
                         output=os.environ.get("RAFTKIT_EXAMPLE_OUTPUT"),
                         **(tiny if "--tiny" in sys.argv else {}))
     last = run.metrics[-1]
-    print(f"emoji {last['reward/emoji_count/mean']:.2f}, length {last['reward/length/mean']:.3f}; "
+    print(f"emoji {last['rewards/emoji_count/mean']:.2f}, length {last['rewards/length/mean']:.3f}; "
           f"alarm: {run.eval.get('alarm') or 'none'}; model: {run.model_path}")

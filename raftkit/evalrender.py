@@ -57,12 +57,19 @@ def render(
     for name in first.get("rewards", {}):
         row(f"reward {name}", ("rewards", name), good=+1)
         row(f"  {name} > 0", ("positive", name), "{:.1%}")
-    row("reward total", ("total",))
+    # The training metric `reward` (weighted total of the run's rewards), here over the held-out samples:
+    # answer accuracy is its own row above, never inside it.
+    row("reward (held-out)", ("total",), good=+1)
     for name in first.get("filters", {}):
         row(f"filter {name}", ("filters", name), "{:.1%}", good=-1)
     row("distinct-2", ("distinct_2",))
     row("length (chars)", ("length_chars",), "{:.1f}")
     console.print(table)
+    console.print(
+        "[dim]reward (held-out): the weighted total of the run's rewards, defined as the training `reward` "
+        "but over these held-out samples, so it differs from any training iteration's value; answer "
+        "accuracy is reported beside it, never inside it.[/dim]"
+    )
 
     examples = Table(title="Examples (held-out prompts)", show_lines=True)
     examples.add_column("prompt", ratio=1)

@@ -14,6 +14,7 @@ the task got worse. ``raftkit align`` (before/after) and ``raftkit eval`` both u
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -65,12 +66,18 @@ def evaluate(
     temperature: float,
     max_new_tokens: int,
     top_p: float = 1.0,
+    state: Any = None,
 ) -> dict[str, Any]:
     """Sample ``samples`` completions per prompt from the plain prompt (no hint) and summarise them.
 
     ``stack`` should come from ``eval_stack`` so that accuracy and degeneracy are measured; a reward
-    named ``answer_match`` becomes ``accuracy`` (None where no prompt has answers).
+    named ``answer_match`` becomes ``accuracy`` (None where no prompt has answers), reported beside the
+    reward, never inside it. ``total`` is the training metric ``reward`` (raftkit.runs.metrics), here over
+    the held-out samples: the weighted sum of the other rewards. Rewards get TRL's ``trainer_state``
+    (``state``; a fresh one when None), ``log_extra`` and ``log_metric``; what they log goes to ``logged``.
     """
+    from raftkit.runs.metrics import reward_metrics, weighted_sums
+    from raftkit.runs.reward_log import RewardLog, trainer_state
     from raftkit.sampling.sampler import SamplingParams
 
     start = time.perf_counter()
@@ -78,9 +85,14 @@ def evaluate(
         samples = 1  # greedy: every sample would be the same
     params = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
     rollouts = sampler.generate(batch.prompts, samples, params)
-    scores = stack.score_rollouts(rollouts, batch)
+    log = RewardLog(len(rollouts))
+    state = state if state is not None else trainer_state(0, 0, 0.0)
+    scores = stack.score_rollouts(rollouts, batch, log.context(state))
     n = len(rollouts)
     rewards = {k: v for k, v in scores.rewards.items() if k != ANSWER_REWARD}
+    weights = {k: scores.weights.get(k, 1.0) for k in rewards}
+    reward = reward_metrics(rewards, weights)["reward"]
+    per_sample = weighted_sums(rewards, weights) or [None] * n
     correct = scores.rewards.get(ANSWER_REWARD, [None] * n)
     degenerate = scores.degenerate
     out: dict[str, Any] = {
@@ -94,7 +106,7 @@ def evaluate(
         "positive": {
             name: _mean([v > 0 for v in values if v is not None]) for name, values in rewards.items()
         },
-        "total": _mean(scores.total),
+        "total": None if math.isnan(reward) else reward,
         "filters": {name: _mean([h > 0 for h in hits]) for name, hits in scores.hits.items()},
         "degenerate": _mean(degenerate),
         "distinct_2": distinct_n([r.completion for r in rollouts], 2),
@@ -113,9 +125,11 @@ def evaluate(
                 "completion": rollouts[i].completion,
                 "correct": correct[i],
                 "degenerate": degenerate[i],
-                "total": scores.total[i],
+                "total": per_sample[i],
             }
         )
+    if log.values:
+        out["logged"] = log.metrics()
     out["seconds"] = round(time.perf_counter() - start, 1)
     return out
 

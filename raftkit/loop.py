@@ -40,7 +40,9 @@ from raftkit.runs.checkpoint import (
     save_model,
     set_rng_state,
 )
+from raftkit.runs.metric_names import canonical
 from raftkit.runs.metrics import iteration_metrics, peak_rss_gib, rollout_records, summary_line
+from raftkit.runs.reward_log import RewardLog, trainer_state
 from raftkit.runs.trackers import Trackers
 
 
@@ -95,7 +97,7 @@ def make_algorithm(cfg: AlignConfig, algo_cfg: Any, policy: Any, sampling: Any) 
 
 
 def make_sampler(cfg: AlignConfig, model_path: str) -> Any:
-    # The in-process engine is what lets the loop sync weights into it (docs/design.md).
+    # The in-process engine is what lets the loop sync weights into it (docs/architecture.md).
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(cfg.kv_cache_gib))))
     from raftkit.sampling import sampler
@@ -245,6 +247,20 @@ def _json_safe(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
+def _add_reward_log(result: Any, log: RewardLog) -> set[str]:
+    """Carry what rewards logged in the step's result, so several processes gather it like the rest:
+    ``log_metric`` values into its metrics (a name the algorithm uses stays the algorithm's), ``log_extra``
+    columns into its per-sample records. Returns the metric names added."""
+    added = {k for k in log.metrics() if k not in result.metrics}
+    result.metrics.update({k: v for k, v in log.metrics().items() if k in added})
+    if log.extra:
+        if not result.per_sample:
+            result.per_sample = [{} for _ in range(log.n)]
+        for rec, extra in zip(result.per_sample, log.per_sample(), strict=False):
+            rec.update(extra)
+    return added
+
+
 def _read_eval(root: Path) -> dict[str, Any]:
     try:
         return json.loads((root / "eval.json").read_text())
@@ -362,7 +378,8 @@ def run(
         evals = _read_eval(root)
         if heldout is not None and "before" not in evals and distributed.is_main():
             with console.status(f"evaluating the base model on {len(heldout)} held-out prompts"):
-                evals["before"] = _evaluate(sampler, heldout, eval_stack, cfg)
+                before = trainer_state(0, cfg.iterations, 0)  # what rewards see: nothing trained yet
+                evals["before"] = _evaluate(sampler, heldout, eval_stack, cfg, before)
             writer.write_json("eval.json", evals)
         distributed.barrier()  # the other ranks wait for rank 0's evaluation
         if start > 1:
@@ -386,7 +403,10 @@ def run(
                 t1 = time.perf_counter()
                 # 6b. Score: one path for every algorithm, rewards and filters together.
                 task = progress.add_task(f"iteration {iteration}: scoring {len(rollouts)} samples", total=1)
-                scores = stack.score_rollouts(rollouts, batch)
+                # Rewards get TRL's trainer_state, log_extra and log_metric (raftkit.runs.reward_log).
+                reward_log = RewardLog(len(rollouts))
+                state = trainer_state(iteration - 1, cfg.iterations, iteration)
+                scores = stack.score_rollouts(rollouts, batch, reward_log.context(state))
                 progress.update(task, completed=1)
                 t2 = time.perf_counter()
                 # 6c. Update the policy.
@@ -396,6 +416,7 @@ def run(
                         task, completed=done, total=total
                     )
                 result = algorithm.update(batch, rollouts, scores, iteration)
+                logged = _add_reward_log(result, reward_log)
                 t3 = time.perf_counter()
             # 6d. Sync the new weights into the sampler, in place (no engine restart).
             sync_seconds = sampler.sync(policy.weights())
@@ -412,7 +433,10 @@ def run(
                 [bool(p.get("selected")) for p in result.per_sample] if result.selected is not None else None
             )
             metrics = iteration_metrics(rollouts, scores, selected_flags)
-            metrics.update(result.metrics)
+            # What rewards logged never replaces a number raftkit records under the same name.
+            metrics.update(canonical({k: v for k, v in result.metrics.items() if k not in logged}))
+            for name in logged:
+                metrics.setdefault(name, result.metrics.get(name))
             records = rollout_records(iteration, batch, rollouts, scores, result.per_sample)
             selected = None
             if result.selected is not None:
@@ -454,7 +478,8 @@ def run(
             save_model(root, policy)
         if heldout is not None:
             with console.status(f"evaluating the trained model on {len(heldout)} held-out prompts"):
-                evals["after"] = _evaluate(sampler, heldout, eval_stack, cfg)
+                after = trainer_state(cfg.iterations, cfg.iterations, cfg.iterations)
+                evals["after"] = _evaluate(sampler, heldout, eval_stack, cfg, after)
             evals["delta"] = evaluate.compare(evals["before"], evals["after"])
             evals["alarm"] = evaluate.alarm(evals["before"], evals["after"])
             writer.write_json("eval.json", evals)
@@ -513,7 +538,7 @@ def _stop_on_sigterm() -> Any:
     return signal.signal(signal.SIGTERM, stop)
 
 
-def _evaluate(sampler: Any, heldout: Any, stack: Any, cfg: AlignConfig) -> dict[str, Any]:
+def _evaluate(sampler: Any, heldout: Any, stack: Any, cfg: AlignConfig, state: Any) -> dict[str, Any]:
     batch = evaluate.with_answer_column(heldout.batch(list(range(len(heldout)))), cfg.answer_column)
     return evaluate.evaluate(
         sampler,
@@ -523,6 +548,7 @@ def _evaluate(sampler: Any, heldout: Any, stack: Any, cfg: AlignConfig) -> dict[
         temperature=cfg.eval_temperature,
         max_new_tokens=cfg.max_new_tokens,
         top_p=cfg.top_p,
+        state=state,
     )
 
 

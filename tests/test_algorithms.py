@@ -206,7 +206,7 @@ def test_raftpp_clips_after_the_first_step(tiny_model_path):
     rollouts, scores = _group([[300, 301], [400, 401]], [1.0, 0.0])
     cfg = RAFTppConfig(num_iterations=2, is_correction="none")
     result = _make(RAFTpp, cfg, policy, k=2, lr=3e-2).update(Batch(["p"]), rollouts, scores, 1)
-    assert result.metrics["clip_frac_high"] > 0 and result.metrics["clip_frac_low"] == 0
+    assert result.metrics["clip_ratio/high_mean"] > 0 and result.metrics["clip_ratio/low_mean"] == 0
 
 
 def test_raftpp_never_selects_a_sample_that_lost_the_answer(tiny_model_path):

@@ -69,9 +69,9 @@ def test_align_writes_a_complete_run_and_resumes_after_a_kill(tiny_model_path, t
     metrics = _metrics(run)
     assert [m["iteration"] for m in metrics] == [1, 2]
     for key in (
-        "reward/emoji/mean",
-        "reward/length/selected_mean",
-        "reward/total/std",
+        "rewards/emoji/mean",
+        "selected/rewards/length/mean",
+        "reward_std",
         "distinct_2",
         "filter/stray_hash/rate",
         "hinted/share",

@@ -85,6 +85,15 @@ def test_task_metrics_of_the_base_and_the_wrecked_model():
     assert delta["accuracy"] == -1.0 and delta["degenerate"] == 0.75
 
 
+def test_reward_total_is_the_runs_rewards_without_answer_accuracy():
+    # Every sample is correct (accuracy 1.0): answer_match must stay beside the total, not inside it.
+    base = _evaluate(BASE)
+    assert base["accuracy"] == 1.0
+    assert base["total"] == pytest.approx(base["rewards"]["emoji"] + base["rewards"]["length"])
+    for e in base["examples"]:
+        assert e["correct"] == 1.0 and e["total"] < 1.0  # length is at most 1, emoji 0 on these answers
+
+
 def test_alarm_fires_on_the_wrecked_model_and_names_why():
     base, wrecked = _evaluate(BASE), _evaluate(WRECKED)
     alarms = evaluate.alarm(base, wrecked)

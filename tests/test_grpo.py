@@ -266,7 +266,7 @@ def test_loss_value_at_ratio_one(tiny_model_path):
         rollouts, scores = _group([[300, 301, 302], [400]], [1.0, 0.0])
         result = _update(policy, rollouts, scores, lr=0.0, beta=0.0, loss_type=loss_type)
         assert result.metrics["loss"] == pytest.approx(expected, abs=1e-5), loss_type
-        assert result.metrics["clip_frac_low"] == result.metrics["clip_frac_high"] == 0.0
+        assert result.metrics["clip_ratio/low_mean"] == result.metrics["clip_ratio/high_mean"] == 0.0
 
 
 def test_truncated_and_dropped_samples_are_masked(tiny_model_path):
@@ -356,7 +356,7 @@ def test_several_iterations_reuse_old_logprobs(tiny_model_path):
     finally:
         hook.remove()
     assert len(calls) == 3  # one forward per step, none extra for the old log-probs
-    assert result.metrics["clip_frac_low"] + result.metrics["clip_frac_high"] > 0
+    assert result.metrics["clip_ratio/low_mean"] + result.metrics["clip_ratio/high_mean"] > 0
 
 
 def test_clip_fraction_counts_only_the_steps_where_the_ratio_can_move(tiny_model_path, monkeypatch):
@@ -378,8 +378,8 @@ def test_clip_fraction_counts_only_the_steps_where_the_ratio_can_move(tiny_model
     assert len(calls) == 2 and not calls[0].low_clipped.any() and not calls[0].high_clipped.any()
     low, high = calls[1].low_clipped.float().mean().item(), calls[1].high_clipped.float().mean().item()
     assert low + high > 0
-    assert result.metrics["clip_frac_low"] == pytest.approx(low)
-    assert result.metrics["clip_frac_high"] == pytest.approx(high)
+    assert result.metrics["clip_ratio/low_mean"] == pytest.approx(low)
+    assert result.metrics["clip_ratio/high_mean"] == pytest.approx(high)
 
 
 def test_unscorable_samples_stay_out_of_the_group_as_in_trl():

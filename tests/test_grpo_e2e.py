@@ -31,10 +31,10 @@ def test_align_grpo_end_to_end(tmp_path):
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["iteration"] for m in lines] == [1, 2]
     for m in lines:
-        for key in ("loss", "kl", "clip_frac_low", "clip_frac_high", "entropy", "advantage/mean",
-                    "zero_adv_groups", "completion_tokens"):
+        for key in ("loss", "kl", "clip_ratio/low_mean", "clip_ratio/high_mean", "entropy", "advantage/mean",
+                    "frac_reward_zero_std", "completions/mean_length", "learning_rate", "reward"):
             assert key in m, key
-        assert m["kl"] >= 0 and 0 <= m["zero_adv_groups"] <= 1 and m["entropy"] > 0
+        assert m["kl"] >= 0 and 0 <= m["frac_reward_zero_std"] <= 1 and m["entropy"] > 0
         assert math.isfinite(m["loss"]) and math.isfinite(m["kl"])
 
     rollouts = [json.loads(line) for line in (run / "iterations" / "000002" / "rollouts.jsonl").open()]

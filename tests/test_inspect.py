@@ -43,9 +43,9 @@ def hacked_run(root: Path, iterations: int = 3, finish: bool = True) -> Path:
         w.write_iteration(it, rolls)
         n = len(rolls)
         w.commit_iteration(it, {
-            "reward/emoji/mean": sum(r["rewards"]["emoji"] for r in rolls) / n,
-            "reward/emoji/selected_mean": 0.25 * it,
-            "reward/total/mean": sum(r["total"] for r in rolls) / n,
+            "rewards/emoji/mean": sum(r["rewards"]["emoji"] for r in rolls) / n,
+            "selected/rewards/emoji/mean": 0.25 * it,
+            "reward": sum(r["total"] for r in rolls) / n,
             "length/chars_mean": sum(len(r["completion"]) for r in rolls) / n,
             "distinct_2": 0.5 / it,
             "filter/stray_hash/rate": sum(1 for r in rolls if r["hits"]["stray_hash"]) / n,
@@ -82,11 +82,11 @@ def test_summary_table(run):
     out = result.stdout
     assert "finished: 3 iterations complete of 3" in out
     assert "emoji, length" in out and "stray_hash, emoticon_flood" in out
-    for header in ("emoji", "total", "dist-2", "stray_hash", "loss"):
+    for header in ("emoji", "reward", "dist-2", "stray_hash", "loss"):
         assert header in out
     # Iteration 3: three samples with 3 ':)' (emoji 0.75) and three with none: mean 0.375; selected 0.75.
     assert "0.375/0.750" in out
-    assert "▁▁▁" not in out and "total reward" in out
+    assert "▁▁▁" not in out and "\nreward  " in out
     assert "evaluation (eval.json)" in out and "+0.500" in out
 
 
@@ -94,7 +94,7 @@ def test_summary_json(run):
     data = as_json(run)
     assert data["status"] == "finished" and data["rewards"] == ["emoji"]
     assert [m["iteration"] for m in data["iterations"]] == [1, 2, 3]
-    assert data["iterations"][2]["reward/emoji/selected_mean"] == 0.75
+    assert data["iterations"][2]["selected/rewards/emoji/mean"] == 0.75
     assert data["summary"]["k"] == 2 and data["eval"]["after"]["total"] == 0.6
 
 
@@ -212,11 +212,11 @@ def test_compare_iterations(run):
 def test_two_runs_side_by_side(run, tmp_path):
     other = tmp_path / "other"
     w = RunWriter.create(other, {"algo": "grpo"}, "grpo")
-    w.commit_iteration(1, {"reward/total/mean": 0.9, "kl": 0.01})
+    w.commit_iteration(1, {"reward/total/mean": 0.9, "kl": 0.01})  # an older run's name
     w.finish()
     data = as_json(run, other)
     rows = {r["key"]: r["runs"] for r in data["metrics"]}
-    assert rows["reward/total/mean"][1]["last"] == 0.9
+    assert rows["reward"][1]["last"] == 0.9
     assert rows["kl"][0]["present"] is False
     out = invoke(run, other).stdout
     assert "missing" in out and "run" in out and "other" in out
@@ -255,8 +255,8 @@ def test_plot_png(run, tmp_path):
     from raftkit.runs import plots, runview
 
     titles = [p["title"] for p in plots.panels([runview.load_summary(run)])]
-    assert titles == ["reward: emoji", "total reward", "completion length", "diversity", "filter hit rate",
-                      "loss"]
+    assert titles == ["reward (weighted total)", "reward: emoji", "completion length", "diversity",
+                      "filter hit rate", "loss"]
 
 
 def test_plot_without_matplotlib_says_how_to_install(run, tmp_path, monkeypatch):

@@ -40,32 +40,47 @@ def _scores():
 def test_iteration_metrics_on_hand_made_scores():
     m = iteration_metrics(_rollouts(), _scores(), selected=[True, False, True, False])
     assert m["n_samples"] == 4 and m["n_prompts"] == 2
-    # reward a: None is left out -> mean of 1, 3, 0
-    assert m["reward/a/mean"] == pytest.approx(4 / 3)
-    assert m["reward/a/std"] == pytest.approx(
-        math.sqrt(((1 - 4 / 3) ** 2 + (3 - 4 / 3) ** 2 + (4 / 3) ** 2) / 3)
-    )
-    assert m["reward/a/selected_mean"] == pytest.approx(2.0)  # samples 0 and 2
-    assert m["reward/a/policy_mean"] == pytest.approx(2.0)  # the unhinted samples 0 and 2
-    assert m["reward/total/mean"] == pytest.approx((1.5 - 1.0 + 3.5 + 0.5) / 4)
-    assert m["reward/total/selected_mean"] == pytest.approx(2.5)
+    # The reward metrics are over the policy's own samples, 0 and 2 (1 and 3 are hinted). The weighted sum
+    # per sample (a + b, None left out): 1.5, 0.5, 3.5, 0.5; the filter-capped total (-1.0) is not used.
+    assert m["reward"] == pytest.approx(2.5) and m["reward_std"] == pytest.approx(1.0)
+    assert m["rewards/a/mean"] == pytest.approx(2.0) and m["rewards/a/std"] == pytest.approx(1.0)
+    assert m["rewards/b/mean"] == pytest.approx(0.5) and m["rewards/b/std"] == 0.0
+    # The hinted samples 1 and 3, apart: a is None on sample 1, so a's mean is sample 3's 0.0.
+    assert m["explore/reward"] == pytest.approx(0.5) and m["explore/reward_std"] == 0.0
+    assert m["explore/rewards/a/mean"] == 0.0 and m["explore/rewards/b/mean"] == pytest.approx(0.5)
+    # RAFT's selected samples 0 and 2.
+    assert m["selected/reward"] == pytest.approx(2.5) and m["selected/rewards/a/mean"] == pytest.approx(2.0)
+    assert not any(k.startswith("reward/") for k in m)  # the old names are gone
+    # Completions: over every sample, in tokens as TRL counts them (3, 2, 4, 1).
+    assert m["completions/mean_length"] == pytest.approx(2.5)
+    assert (m["completions/min_length"], m["completions/max_length"]) == (1.0, 4.0)
+    assert m["completions/clipped_ratio"] == 0.25
     assert m["length/chars_mean"] == pytest.approx((5 + 3 + 7 + 1) / 4)
-    assert m["length/tokens_mean"] == pytest.approx(2.5)
     assert m["length/selected_chars_mean"] == pytest.approx(6.0)
     assert m["filter/f/rate"] == 0.25 and m["filter/f/selected_rate"] == 0.0 and m["filter/any/rate"] == 0.25
-    assert m["dropped/rate"] == 0.25 and m["truncated/rate"] == 0.25 and m["hinted/share"] == 0.5
+    assert m["dropped/rate"] == 0.25 and m["hinted/share"] == 0.5
     # distinct-2 over all completions: bigrams (a b)(b c)(a b)(x y)(y z)(z w) -> 5 unique of 6
     assert m["distinct_2"] == pytest.approx(5 / 6)
     line = summary_line(3, 10, {**m, "loss": 1.25, "time/iteration": 12.0}, ["a", "b"])
-    assert line.startswith("it 3/10 | a 2.000 (sel 2.000)") and "loss 1.250" in line and "f 25%" in line
+    assert line.startswith("it 3/10 | reward 2.500 (sel 2.500) | a 2.000 (sel 2.000) | b 0.500")
+    assert "loss 1.250" in line and "f 25%" in line
+
+
+def test_reward_leaves_out_samples_no_reward_applies_to():
+    # As TRL's `reward`: a sample every reward returned None for has no weighted sum and is left out.
+    rollouts = [Rollout(0, "q", "x", [1], [0.0]), Rollout(0, "q", "y", [2], [0.0])]
+    scores = Scores({"a": [None, 2.0], "b": [None, 1.0]}, {"a": 1.0, "b": -0.5}, {}, [0.0, 1.5],
+                    [False, False])
+    m = iteration_metrics(rollouts, scores)
+    assert m["reward"] == 1.5 and m["reward_std"] == 0.0  # 2.0 - 0.5 * 1.0, sample 0 left out
 
 
 def test_metrics_without_selection_or_hints():
     rollouts = [Rollout(0, "q", "hello there", [1], [0.0])]
     scores = Scores({"a": [None]}, {"a": 1.0}, {}, [0.0], [False])
     m = iteration_metrics(rollouts, scores)
-    assert math.isnan(m["reward/a/mean"])
-    assert "reward/a/selected_mean" not in m and "reward/a/policy_mean" not in m
+    assert math.isnan(m["rewards/a/mean"]) and math.isnan(m["reward"])
+    assert not any(k.startswith(("selected/", "explore/")) for k in m)
     assert mean_std([2.0, 4.0]) == (3.0, 1.0)
 
 

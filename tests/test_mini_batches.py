@@ -62,7 +62,7 @@ def test_mini_batches_take_one_step_per_share_of_the_prompts(tiny_model_path, mo
     ratio, adv = torch.exp(second[0] - second[1]), second[2][:, None]
     clipped = ((ratio < 0.8) & (adv < 0)) | ((ratio > 1.2) & (adv > 0))
     assert clipped.any()
-    assert result.metrics["clip_frac"] == pytest.approx(clipped.float().mean().item())
+    assert result.metrics["clip_ratio/region_mean"] == pytest.approx(clipped.float().mean().item())
     assert result.metrics["loss_tokens"] == 8
 
 

@@ -125,7 +125,7 @@ def test_first_step_by_hand(tiny_model_path):
     assert m["value_loss"] == pytest.approx(0.375, abs=1e-6)
     assert m["loss"] == pytest.approx(0.0375, abs=1e-6)
     assert (m["advantage/mean"], m["returns/mean"], m["value/mean"]) == pytest.approx((0.75, 0.75, 0.0))
-    assert m["clip_frac"] == m["value_clip_frac"] == 0.0 and "kl" not in m
+    assert m["clip_ratio/region_mean"] == m["value_clip_frac"] == 0.0 and "kl" not in m
     assert [s["advantage"] for s in result.per_sample] == pytest.approx([0.5, -1.5], abs=1e-5)
     assert [s["value"] for s in result.per_sample] == [0.0, 0.0]
     assert algo.reference is None  # kl_coef 0: no reference model is loaded
@@ -147,7 +147,8 @@ def test_update_raises_the_best_completion_and_fits_the_values(tiny_model_path):
     assert after[0] > before[0] + 1e-3  # the best-scored completion became more likely
     assert after[3] < before[3] - 1e-3  # the worst one less likely
     m = result.metrics
-    for key in ("loss", "policy_loss", "value_loss", "kl", "clip_frac", "value_clip_frac", "grad_norm"):
+    for key in ("loss", "policy_loss", "value_loss", "kl", "clip_ratio/region_mean", "value_clip_frac",
+                "grad_norm"):
         assert torch.isfinite(torch.tensor(m[key])), key
     assert m["value_loss"] > 0 and m["kl"] == pytest.approx(0.0, abs=1e-6)  # the policy starts as the ref
     assert m["trained_sequences"] == 4

@@ -297,6 +297,6 @@ def test_keep_answers_never_selects_a_sample_that_lost_the_answer():
 def test_summary_line_of_an_iteration_that_trained_on_nothing():
     from raftkit.runs.metrics import summary_line
 
-    line = summary_line(1, 8, {"reward/emoji/mean": 0.5, "loss": None, "kl": None, "time/iteration": 3.0},
+    line = summary_line(1, 8, {"rewards/emoji/mean": 0.5, "loss": None, "kl": None, "time/iteration": 3.0},
                         ["emoji"])
     assert "emoji 0.500" in line and "loss" not in line and "kl" not in line

@@ -45,7 +45,7 @@ def scale_rewards(root: Path, factor: float) -> Path:
     """Another run's curves: the rewards of every metrics line scaled (the rollouts stay as they are)."""
     lines = [json.loads(line) for line in (root / "metrics.jsonl").read_text().splitlines()]
     for m in lines:
-        m.update({k: v * factor for k, v in m.items() if k.startswith("reward/")})
+        m.update({k: v * factor for k, v in m.items() if k == "reward" or k.startswith("rewards/")})
     write_jsonl(root / "metrics.jsonl", lines)
     return root
 
@@ -82,8 +82,8 @@ def test_page_is_self_contained(run):
 
 def test_curves_are_svg_polylines_per_metric(run):
     page = report.build_report([run])
-    for key in ("reward/total/mean", "reward/emoji/mean", "filter/stray_hash/rate", "length/chars_mean",
-                "distinct_2"):
+    for key in ("reward", "rewards/emoji/mean", "filter/stray_hash/rate", "length/chars_mean",
+                "distinct_2", "loss", "n_selected"):
         chart = re.search(rf'<svg class="chart" data-key="{re.escape(key)}".*?</svg>', page, re.S)
         assert chart, key
         points = re.findall(r'<polyline[^>]*points="([^"]+)"', chart.group(0))
@@ -130,7 +130,7 @@ def test_rollouts_capped_and_hits_marked(run):
 def test_several_runs_side_by_side(tmp_path):
     a, b = make_run(tmp_path / "a"), make_run(tmp_path / "b", alarm=False)
     page = report.build_report([a, b])
-    chart = re.search(r'<svg class="chart" data-key="reward/emoji/mean".*?</svg>', page, re.S).group(0)
+    chart = re.search(r'<svg class="chart" data-key="rewards/emoji/mean".*?</svg>', page, re.S).group(0)
     assert re.findall(r'data-run="([^"]+)"', chart) == ["a", "b"]
     header = re.search(r'<table id="eval"><thead>(.*?)</thead>', page, re.S).group(1)
     assert header.count("<th>") == 3 and ">a<br>" in header and ">b<br>" in header
@@ -203,7 +203,7 @@ def test_report_in_headless_chromium(tmp_path):
 
         driver.get(page.as_uri())
         assert driver.execute_script("return document.readyState") == "complete"
-        for key in ("reward/total/mean", "reward/emoji/mean"):
+        for key in ("reward", "rewards/emoji/mean"):
             lines = driver.find_elements(By.CSS_SELECTOR, f'svg.chart[data-key="{key}"] polyline')
             assert len(lines) == 2 and all(len(p.get_attribute("points").split()) == 3 for p in lines)
         acc = driver.find_element(By.CSS_SELECTOR, '#eval tr[data-metric="accuracy"]')

@@ -113,7 +113,7 @@ def test_the_reward_model_pipeline_runs_tiny(tiny_model_path, tmp_path):
     align = out / "align"
     assert json.loads((align / "run.json").read_text())["status"] == "finished"
     metrics = [json.loads(line) for line in (align / "metrics.jsonl").read_text().splitlines()]
-    assert len(metrics) == 1 and math.isfinite(metrics[0]["reward/reward_model/mean"])
+    assert len(metrics) == 1 and math.isfinite(metrics[0]["rewards/reward_model/mean"])
     assert (align / "model" / "config.json").is_file()
     # 4. eval compared base and aligned model on held-out prompts with the RM, emoji and answer accuracy.
     results = json.loads((out / "eval.json").read_text())

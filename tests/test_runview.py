@@ -26,7 +26,7 @@ def sample(it: int, row: int, k: int, completion: str, total: float, **extra) ->
 
 
 def metrics(it: int, total: float, **extra) -> dict:
-    return {"reward/emoji/mean": total, "reward/emoji/selected_mean": total + 1, "reward/total/mean": total,
+    return {"rewards/emoji/mean": total, "selected/rewards/emoji/mean": total + 1, "reward": total,
             "length/chars_mean": 10.0, "distinct_2": 0.5, "filter/stray_hash/rate": 0.25, **extra}
 
 
@@ -70,11 +70,12 @@ def test_fold_keeps_head_and_tail():
 
 
 def test_group_keys_by_prefix_with_labels_holding_slashes():
-    g = runview.group_keys([{"iteration": 1, "reward/emoji/mean": 1, "reward/a/b/std": 2,
-                             "reward/total/mean": 3, "filter/stray_hash/rate": 0.1, "kl": 0.2,
-                             "weird/key": 1}])
+    g = runview.group_keys([{"iteration": 1, "rewards/emoji/mean": 1, "rewards/a/b/std": 2,
+                             "reward": 3, "selected/reward": 4, "explore/rewards/emoji/mean": 0.5,
+                             "filter/stray_hash/rate": 0.1, "kl": 0.2, "weird/key": 1}])
     assert g.rewards == ["emoji", "a/b"]
-    assert g.reward_stats == {"emoji": ["mean"], "a/b": ["std"], "total": ["mean"]}
+    assert g.reward_stats == {"emoji": ["mean", "explore_mean"], "a/b": ["std"],
+                              "total": ["mean", "selected_mean"]}
     assert g.filters == ["stray_hash"] and g.has_total
     assert g.other == ["kl", "weird/key"]
 
@@ -118,7 +119,7 @@ def test_finished_run_summary(tmp_path):
     s = runview.load_summary(make_run(tmp_path / "run"))
     assert s.status == "finished" and s.status_line.startswith("finished: 3 iterations complete of 3")
     assert s.iterations() == [1, 2, 3]
-    assert s.series("reward/total/mean") == [1.0, 2.0, 3.0]
+    assert s.series("reward") == [1.0, 2.0, 3.0]
     assert s.groups.rewards == ["emoji"] and s.groups.filters == ["stray_hash"]
     assert s.missing == [] and s.problems == [] and s.partial == []
     cfg = s.config_summary()
@@ -191,7 +192,7 @@ def test_older_run_missing_files_and_fields(tmp_path):
     assert s.status == "unknown" and s.iterations() == [1]
     text = " | ".join(s.missing)
     for what in ("run.json", "config.yaml", "metrics.jsonl", "distinct_2", "length/chars_mean",
-                 "reward/total/mean"):
+                 "reward (reward) not recorded"):
         assert what in text
     assert not s.groups.has_total
 
@@ -326,13 +327,15 @@ def test_compare_runs_last_and_best(tmp_path):
     a = runview.load_summary(make_run(tmp_path / "a"))
     root_b = tmp_path / "b"
     w = RunWriter.create(root_b, {}, "grpo")
+    # A run recorded under the older names compares with a current one under the current names.
     w.commit_iteration(1, {"reward/total/mean": 5.0, "filter/stray_hash/rate": 0.5, "kl": 0.1})
     w.commit_iteration(2, {"reward/total/mean": 4.0, "filter/stray_hash/rate": 0.1, "kl": 0.2})
     b = runview.load_summary(root_b)
     data = runview.compare_runs([a, b])
     rows = {r["key"]: r["runs"] for r in data["metrics"]}
-    assert rows["reward/total/mean"][0] == {"last": 3.0, "best": 3.0, "present": True}
-    assert rows["reward/total/mean"][1] == {"last": 4.0, "best": 5.0, "present": True}
+    assert "reward/total/mean" not in rows
+    assert rows["reward"][0] == {"last": 3.0, "best": 3.0, "present": True}
+    assert rows["reward"][1] == {"last": 4.0, "best": 5.0, "present": True}
     assert rows["filter/stray_hash/rate"][1]["best"] == 0.1  # lower is better for filter rates
     assert rows["kl"][0]["present"] is False and rows["kl"][1]["best"] is None
     assert data["total_by_iteration"][2] == {"iteration": 3, "total": [3.0, None]}

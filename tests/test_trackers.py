@@ -17,7 +17,7 @@ from raftkit.config import ConfigError
 from raftkit.runs import trackers
 from raftkit.runs.trackers import Trackers
 
-METRICS = {"iteration": 1, "reward/length/mean": 0.25, "reward/length:target=10/mean": 0.5,
+METRICS = {"iteration": 1, "rewards/length/mean": 0.25, "rewards/length:target=10/mean": 0.5,
            "total/mean": None, "selected": True, "note": "text"}
 RECORDS = [{"prompt": [{"role": "user", "content": "Hi?"}], "completion": "Hello | there\nfriend",
             "total": 0.5, "selected": True, "rewards": {"length": 0.25}}]
@@ -30,7 +30,7 @@ def _report(names, root):
     t = Trackers(names, root, {"algo": "raft", "rewards": ["length"]})
     t.log_metrics(1, METRICS)
     t.log_samples(1, RECORDS)
-    t.log_metrics(2, {**METRICS, "iteration": 2, "reward/length/mean": 0.75})
+    t.log_metrics(2, {**METRICS, "iteration": 2, "rewards/length/mean": 0.75})
     t.log_eval(EVALS)
     t.close()
 
@@ -83,8 +83,8 @@ def test_tensorboard_events_read_back(tmp_path):
     _report(["tensorboard"], tmp_path)
     events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"tensors": 0}).Reload()
     scalars = events.Tags()["scalars"]
-    assert "reward/length/mean" in scalars and "iteration" not in scalars and "note" not in scalars
-    assert [(e.step, e.value) for e in events.Scalars("reward/length/mean")] == [(1, 0.25), (2, 0.75)]
+    assert "rewards/length/mean" in scalars and "iteration" not in scalars and "note" not in scalars
+    assert [(e.step, e.value) for e in events.Scalars("rewards/length/mean")] == [(1, 0.25), (2, 0.75)]
     assert [e.value for e in events.Scalars("eval/after/rewards/length/mean")] == [pytest.approx(0.3)]
     assert events.Scalars("eval/delta/accuracy")[0].step == 2  # at the last iteration
     texts = {tag: events.Tensors(tag) for tag in events.Tags()["tensors"]}
@@ -102,14 +102,14 @@ def test_wandb_offline(tmp_path, monkeypatch):
     [run] = (tmp_path / "wandb").glob("offline-run-*")
     # wandb 0.31 has no public reader for offline runs: look for the values in its record log.
     [log] = run.glob("run-*.wandb")
-    wanted = [b"reward/length/mean", b"accuracy fell"]
+    wanted = [b"rewards/length/mean", b"accuracy fell"]
     for _ in range(100):  # the wandb-core process may still be writing the log when finish() returns
         data = log.read_bytes()
         if all(w in data for w in wanted):
             break
         time.sleep(0.1)
-    for text in ("reward/length/mean", "reward/length:target=10/mean", "eval/after/accuracy", "accuracy fell",
-                 "rewards", "algo"):
+    for text in ("rewards/length/mean", "rewards/length:target=10/mean", "eval/after/accuracy",
+                 "accuracy fell", "rewards", "algo"):
         assert text.encode() in data, text
     [table] = (run / "files" / "media" / "table").glob("samples_1_*.table.json")
     assert json.loads(table.read_text())["data"][0][:2] == ["Hi?", "Hello | there\nfriend"]
@@ -134,12 +134,12 @@ def test_mlflow_sqlite_store(tmp_path, monkeypatch):
     def history(key):
         return [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)]
 
-    assert set(run.data.metrics) == {"reward/length/mean", "reward/length_target_10/mean", "selected",
+    assert set(run.data.metrics) == {"rewards/length/mean", "rewards/length_target_10/mean", "selected",
                                      "eval/before/accuracy", "eval/before/rewards/length/mean",
                                      "eval/after/accuracy", "eval/after/rewards/length/mean",
                                      "eval/delta/accuracy"}  # no iteration, None or text
-    assert history("reward/length/mean") == [(1, 0.25), (2, 0.75)]
-    assert history("reward/length_target_10/mean") == [(1, 0.5), (2, 0.5)]
+    assert history("rewards/length/mean") == [(1, 0.25), (2, 0.75)]
+    assert history("rewards/length_target_10/mean") == [(1, 0.5), (2, 0.5)]
     assert history("selected") == [(1, 1.0), (2, 1.0)]
     assert history("eval/after/rewards/length/mean") == [(2, pytest.approx(0.3))]  # at the last iteration
     assert history("eval/delta/accuracy") == [(2, pytest.approx(-0.1))]
@@ -167,7 +167,7 @@ from raftkit.runs.trackers import Trackers
 t = Trackers(["trackio"], Path({str(tmp_path / "run")!r}), {{"algo": "raft"}})
 t.log_metrics(1, {METRICS!r})
 t.log_samples(1, {RECORDS!r})
-t.log_metrics(2, {{**{METRICS!r}, "iteration": 2, "reward/length/mean": 0.75}})
+t.log_metrics(2, {{**{METRICS!r}, "iteration": 2, "rewards/length/mean": 0.75}})
 t.close()
 from trackio.sqlite_storage import SQLiteStorage
 print(json.dumps(SQLiteStorage.get_logs("raftkit-test", "run"), default=str))
@@ -176,8 +176,8 @@ print(json.dumps(SQLiteStorage.get_logs("raftkit-test", "run"), default=str))
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    logs = [row for row in json.loads(done.stdout.splitlines()[-1]) if "reward/length/mean" in row]
-    assert [(row["step"], row["reward/length/mean"]) for row in logs] == [(1, 0.25), (2, 0.75)]
+    logs = [row for row in json.loads(done.stdout.splitlines()[-1]) if "rewards/length/mean" in row]
+    assert [(row["step"], row["rewards/length/mean"]) for row in logs] == [(1, 0.25), (2, 0.75)]
     assert (tmp_path / "trackio" / "raftkit-test.db").exists()
 
 
@@ -193,4 +193,4 @@ def test_align_reports_to_tensorboard(tiny_model_path, tmp_path):
     result = CliRunner(env={"COLUMNS": "250"}).invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     events = EventAccumulator(str(tmp_path / "run" / "tensorboard")).Reload()
-    assert [e.step for e in events.Scalars("reward/length/mean")] == [1]
+    assert [e.step for e in events.Scalars("rewards/length/mean")] == [1]

@@ -231,7 +231,7 @@ class GRPO(PolicyGradient):
             advantages[neutral] = 0.0
         metrics = {
             "truncated_neutral_n": float(neutral.sum()),
-            "zero_adv_groups": float(flat.float().mean()) if len(flat) else 0.0,
+            "frac_reward_zero_std": float(flat.float().mean()) if len(flat) else 0.0,
             "zero_adv_groups_n": float(flat.sum()),
             "answer_miss/rate": sum(misses) / max(len(misses), 1),
             "explore/hinted_k": float(self.n_hinted),

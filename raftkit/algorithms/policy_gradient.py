@@ -484,17 +484,15 @@ class PolicyGradient:
         clip_tokens = max(sums["clip_tokens"], 1.0)  # the tokens of steps 1..μ-1; none when μ = 1
         metrics: dict[str, float] = {
             "loss": sum(losses) / len(losses),
-            "clip_frac_low": sums["clip_low"] / clip_tokens,
-            "clip_frac_high": sums["clip_high"] / clip_tokens,
-            "clip_frac": (sums["clip_low"] + sums["clip_high"]) / clip_tokens,
+            "clip_ratio/low_mean": sums["clip_low"] / clip_tokens,
+            "clip_ratio/high_mean": sums["clip_high"] / clip_tokens,
+            "clip_ratio/region_mean": (sums["clip_low"] + sums["clip_high"]) / clip_tokens,
             "entropy": sums["entropy"] / max(sums["entropy_tokens"], 1.0),
             "advantage/mean": float(kept_t.mean()),
             "advantage/std": float(kept_t.std()) if len(in_loss) > 1 else 0.0,
-            "completion_tokens": sum(len(r.completion_ids) for r in rollouts) / max(len(rollouts), 1),
-            "truncated_share": sum(r.truncated for r in rollouts) / max(len(rollouts), 1),
             "loss_tokens": float(size.tokens),
             "trained_sequences": float(len(trained)),
-            "lr": lrs[0] if lrs else 0.0,
+            "learning_rate": lrs[0] if lrs else 0.0,
             **target.metrics,
         }
         if cfg.beta > 0:

@@ -290,17 +290,15 @@ class PPO:
             "loss": sums["loss"] / steps,
             "policy_loss": sums["policy_loss"] / steps,
             "value_loss": sums["value_loss"] / steps,
-            "clip_frac": sums["clip"] / clip_tokens,
+            "clip_ratio/region_mean": sums["clip"] / clip_tokens,
             "value_clip_frac": sums["value_clip"] / clip_tokens,
             # Before whitening: after it they are 0 and 1 by construction.
             "advantage/mean": mean(raw),
             "advantage/std": float(raw.std()) if len(raw) > 1 else 0.0,
             "returns/mean": mean(returns),
             "value/mean": mean(values),
-            "completion_tokens": sum(len(r.completion_ids) for r in rollouts) / max(len(rollouts), 1),
-            "truncated_share": sum(r.truncated for r in rollouts) / max(len(rollouts), 1),
             "trained_sequences": float(len(trained)),
-            "lr": lrs[0] if lrs else 0.0,
+            "learning_rate": lrs[0] if lrs else 0.0,
         }
         if cfg.kl_coef > 0:
             # "kl" is GRPO's k3 estimate (never negative), so runs of both compare; k1 can dip below 0.

@@ -159,7 +159,8 @@ def train(
     split between the ranks and their gradients summed, so the step is the one-process step.
     """
     if not examples:
-        return {"loss": float("nan"), "train/steps": 0, "train/tokens": 0, "lr": 0.0, "time/train": 0.0}
+        return {"loss": float("nan"), "train/steps": 0, "train/tokens": 0, "learning_rate": 0.0,
+                "time/train": 0.0}
     start = time.perf_counter()
     schedule = schedule or Schedule()
     model = policy.model
@@ -219,6 +220,6 @@ def train(
         "train/steps": total_steps,
         "train/examples": len(examples),
         "train/tokens": token_count // max(1, epochs),
-        "lr": current_lr,
+        "learning_rate": current_lr,
         "time/train": time.perf_counter() - start,
     }

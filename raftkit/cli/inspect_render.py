@@ -19,6 +19,7 @@ from rich.text import Text
 
 from raftkit import highlight
 from raftkit.runs import rolloutview, runview
+from raftkit.runs.metric_names import reward_key
 from raftkit.runs.rundir import BadLine
 
 # How each kind of degenerate text is coloured in a completion.
@@ -120,9 +121,9 @@ def show_summary(out: Console, s: runview.RunSummary, as_json: bool) -> None:
         _print_wide(out, _iterations_table(s))
         total = s.series(s.total_key)
         if any(v is not None for v in total):
-            sel = s.series("reward/total/selected_mean")
+            sel = s.series(reward_key("total", "selected_mean"))
             seen = [v for v in total if v is not None]
-            line = Text.assemble(("total reward  ", "bold"), (runview.sparkline(total), "green"),
+            line = Text.assemble(("reward        ", "bold"), (runview.sparkline(total), "green"),
                                  f"  {_fmt(runview.last_value(total))} "
                                  f"(min {_fmt(min(seen))}, max {_fmt(max(seen))})")
             out.print(line)
@@ -158,28 +159,28 @@ def _iterations_table(s: runview.RunSummary) -> Table:
     cols: list[tuple[str, Any]] = []
 
     def pair(name: str):
+        # The policy's own samples (metrics.py's reward_metrics), then RAFT's selected ones where recorded.
         stats = g.reward_stats.get(name, [])
-        # With exploration hints the policy's own samples are the honest "all" (metrics.py's policy_mean).
-        mean_key = f"reward/{name}/policy_mean" if "policy_mean" in stats else f"reward/{name}/mean"
-        sel_key = f"reward/{name}/selected_mean"
+        mean_key, sel_key = reward_key(name, "mean"), reward_key(name, "selected_mean")
         if "selected_mean" in stats:
             return lambda m: f"{_fmt(runview.number(m.get(mean_key)))}/{_fmt(runview.number(m.get(sel_key)))}"
         return lambda m: _fmt(runview.number(m.get(mean_key)))
 
     any_selected = any("selected_mean" in v for v in g.reward_stats.values())
-    any_policy = any("policy_mean" in v for v in g.reward_stats.values())
-    suffix = ("\npolicy" if any_policy else "\nall") + ("/sel" if any_selected else "") \
-        if any_selected or any_policy else ""
+    suffix = "\n/sel" if any_selected else ""
+    if g.has_total:
+        cols.append((f"reward{suffix}", pair("total")))
+    present = set().union(*(m.keys() for m in s.metrics))
+    if "reward_std" in present:
+        cols.append(("reward\nstd", lambda m: _fmt(runview.number(m.get("reward_std")))))
     for name in g.rewards:
         cols.append((f"{name}{suffix}", pair(name)))
-    if g.has_total:
-        cols.append((f"total{suffix}", pair("total")))
-    present = set().union(*(m.keys() for m in s.metrics))
-    if "reward/total/std" in present:
-        cols.append(("total\nstd", lambda m: _fmt(runview.number(m.get("reward/total/std")))))
-    if "length/chars_mean" in present or "length/tokens_mean" in present:
+    if "explore/reward" in present:  # the hinted samples, apart from the policy's own
+        cols.append(("explore\nreward", lambda m: _fmt(runview.number(m.get("explore/reward")))))
+    if "length/chars_mean" in present or "completions/mean_length" in present:
         def length(m):
-            c, k = runview.number(m.get("length/chars_mean")), runview.number(m.get("length/tokens_mean"))
+            c = runview.number(m.get("length/chars_mean"))
+            k = runview.number(m.get("completions/mean_length"))
             return f"{_fmt(c, 0) if c is not None else '–'}" + (f" ({k:.0f}t)" if k is not None else "")
         cols.append(("length\nchars", length))
     if "distinct_2" in present:
@@ -187,8 +188,8 @@ def _iterations_table(s: runview.RunSummary) -> Table:
     for f in g.filters:
         key = f"filter/{f}/rate"
         cols.append((f"{f}\nhit %", lambda m, key=key: _pct(runview.number(m.get(key)))))
-    for key, label in (("kl", "kl"), ("loss", "loss"), ("value_loss", "v loss"), ("clip_frac", "clip"),
-                       ("n_selected", "n sel")):
+    for key, label in (("kl", "kl"), ("loss", "loss"), ("value_loss", "v loss"),
+                       ("clip_ratio/region_mean", "clip"), ("n_selected", "n sel")):
         if key in present:
             # Raw values: an int count stays an int; a non-number shows as a dash.
             cols.append((label, lambda m, key=key: _fmt(m.get(key) if runview.number(m.get(key)) is not None
@@ -441,7 +442,7 @@ def show_runs(out: Console, runs: list[runview.RunSummary], as_json: bool) -> No
     out.print(t)
     per = data["total_by_iteration"]
     if per:
-        out.print(Text("total reward (mean over samples) per iteration", style="bold"))
+        out.print(Text("reward (the policy's own samples) per iteration", style="bold"))
         t2 = Table(show_edge=False, header_style="bold")
         t2.add_column("iter", justify="right")
         for name in names:

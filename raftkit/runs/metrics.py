@@ -1,19 +1,27 @@
 """Per-iteration metrics common to every algorithm, and the rollout records of the run directory.
 
-Keys are flat and grouped by prefix (``reward/<name>/...``, ``filter/<name>/rate``, ``length/...``,
-``time/...``) so readers can group them without a fixed list; docs/run-directory.md lists them all.
+Keys follow TRL's GRPOTrainer where the quantity is the same (``reward``, ``reward_std``,
+``rewards/<name>/mean``, ``completions/clipped_ratio``, ``completions/mean_length``, ...); raftkit's own
+keep their prefixes (``filter/<name>/rate``, ``length/...``, ``selected/...``, ``explore/...``,
+``time/...``). docs/run-directory.md lists them all; ``raftkit.runs.metric_names`` reads older runs.
+
+``reward`` is defined here once, by ``reward_metrics``: the mean over the policy's own samples (those drawn
+from the plain prompt, not the exploration-hinted ones) of the weighted sum of the rewards that apply, as
+TRL computes it. The terminal line, metrics.jsonl, the trackers, the report and ``raftkit inspect`` all
+show this number; the held-out evaluation computes its ``total`` with the same function.
 """
 
 from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from raftkit.evaluate import ANSWER_COLUMN
 from raftkit.rewards import Scores
 from raftkit.rollouts import Batch, Rollout
+from raftkit.runs.metric_names import reward_key
 from raftkit.text import distinct_n
 
 
@@ -43,35 +51,69 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
+def weighted_sums(rewards: Mapping[str, Sequence[float | None]], weights: Mapping[str, float]
+                  ) -> list[float | None]:
+    """Per sample, the weighted sum of the rewards that apply; None where none applies (TRL leaves such
+    samples out of its ``reward``). Filter verdicts are not in it: they are reported as filter rates.
+
+    >>> weighted_sums({"a": [1.0, None, None], "b": [2.0, 1.0, None]}, {"a": 1.0, "b": 0.5})
+    [2.0, 0.5, None]
+    """
+    n = len(next(iter(rewards.values()), []))
+    out: list[float | None] = []
+    for i in range(n):
+        applied = [weights.get(k, 1.0) * v[i] for k, v in rewards.items() if v[i] is not None]
+        out.append(float(sum(applied)) if applied else None)
+    return out
+
+
+def reward_metrics(rewards: Mapping[str, Sequence[float | None]], weights: Mapping[str, float],
+                   keep: Sequence[bool] | None = None, stats: tuple[str, str] = ("mean", "std")
+                   ) -> dict[str, float]:
+    """``reward``, ``reward_std``, ``rewards/<name>/mean`` and ``rewards/<name>/std`` over the samples
+    ``keep`` marks (all when None); ``stats`` names the keys (see ``metric_names.reward_key``), e.g.
+    ``("explore_mean", "explore_std")`` for the hinted samples. None values are left out of every mean."""
+    sums = weighted_sums(rewards, weights)
+    keep = list(keep) if keep is not None else [True] * len(sums)
+    sums = sums or [None] * len(keep)  # no rewards at all: nothing applies
+    out: dict[str, float] = {}
+    totals = [t for t, k in zip(sums, keep, strict=True) if k and t is not None]
+    m, s = mean_std(totals)
+    out[reward_key("total", stats[0])] = m
+    if stats[1]:
+        out[reward_key("total", stats[1])] = s
+    for name, values in rewards.items():
+        m, s = mean_std([v for v, k in zip(values, keep, strict=True) if k and v is not None])
+        out[reward_key(name, stats[0])] = m
+        if stats[1]:
+            out[reward_key(name, stats[1])] = s
+    return out
+
+
 def iteration_metrics(
     rollouts: Sequence[Rollout], scores: Scores, selected: Sequence[bool] | None = None
 ) -> dict[str, float]:
-    """Reward, length, diversity and filter metrics of one iteration's samples.
+    """Reward, completion, diversity and filter metrics of one iteration's samples.
 
-    ``selected`` (RAFT) adds ``selected_mean`` per reward; hinted samples (RAFT's exploration) add
-    ``policy_mean``: the mean over the samples the policy drew from the plain prompt, which is the honest
-    measure of progress when hinted samples are in the batch.
+    The reward metrics are over the policy's own samples (``reward_metrics``); hinted samples (exploration)
+    get theirs under ``explore/``, and ``selected`` (RAFT's training set) adds ``selected/reward`` and
+    ``selected/rewards/<name>/mean``. Completion, diversity and filter metrics are over every sample.
     """
     n = len(rollouts)
     out: dict[str, float] = {"n_samples": n, "n_prompts": len({r.prompt_index for r in rollouts})}
     hinted = [r.hinted for r in rollouts]
-    any_hinted = any(hinted)
-    series: dict[str, list[float | None]] = {**scores.rewards, "total": list(scores.total)}
-    for name, values in series.items():
-        present = [v for v in values if v is not None]
-        m, s = mean_std(present)
-        out[f"reward/{name}/mean"], out[f"reward/{name}/std"] = m, s
-        if selected is not None:
-            out[f"reward/{name}/selected_mean"] = _mean(
-                [v for v, sel in zip(values, selected, strict=True) if sel and v is not None]
-            )
-        if any_hinted:
-            out[f"reward/{name}/policy_mean"] = _mean(
-                [v for v, h in zip(values, hinted, strict=True) if not h and v is not None]
-            )
+    out.update(reward_metrics(scores.rewards, scores.weights, [not h for h in hinted]))
+    if any(hinted):
+        out.update(reward_metrics(scores.rewards, scores.weights, hinted, ("explore_mean", "explore_std")))
+    if selected is not None:
+        out.update(reward_metrics(scores.rewards, scores.weights, selected, ("selected_mean", "")))
+    lengths = [len(r.completion_ids) for r in rollouts]
+    out["completions/mean_length"] = _mean(lengths)
+    out["completions/min_length"] = float(min(lengths)) if lengths else math.nan
+    out["completions/max_length"] = float(max(lengths)) if lengths else math.nan
+    out["completions/clipped_ratio"] = _mean([r.truncated for r in rollouts])
     completions = [r.completion for r in rollouts]
     out["length/chars_mean"] = _mean([len(c) for c in completions])
-    out["length/tokens_mean"] = _mean([len(r.completion_ids) for r in rollouts])
     if selected is not None:
         out["length/selected_chars_mean"] = _mean(
             [len(c) for c, sel in zip(completions, selected, strict=True) if sel]
@@ -87,7 +129,6 @@ def iteration_metrics(
     if scores.hits:
         out["filter/any/rate"] = _mean(scores.degenerate)
     out["dropped/rate"] = _mean(list(scores.dropped))
-    out["truncated/rate"] = _mean([r.truncated for r in rollouts])
     out["hinted/share"] = _mean(hinted)
     return out
 
@@ -135,14 +176,15 @@ def rollout_records(
 
 
 def summary_line(iteration: int, iterations: int, m: dict[str, Any], rewards: Sequence[str]) -> str:
-    """One line per iteration: rewards (of the policy's own samples where hinted), length, diversity."""
+    """One line per iteration: ``reward`` (the policy's own samples, as metrics.jsonl records it), each
+    reward, length, diversity."""
     parts = [f"it {iteration}/{iterations}"]
-    for name in [*rewards, "total"]:
-        value = m.get(f"reward/{name}/policy_mean", m.get(f"reward/{name}/mean"))
-        sel = m.get(f"reward/{name}/selected_mean")
+    for name in ["total", *rewards]:
+        value = m.get(reward_key(name, "mean"))
+        sel = m.get(reward_key(name, "selected_mean"))
         if value is not None:
             parts.append(
-                f"{name} {value:.3f}"
+                f"{'reward' if name == 'total' else name} {value:.3f}"
                 + (f" (sel {sel:.3f})" if sel is not None and not math.isnan(sel) else "")
             )
     parts.append(f"len {m.get('length/chars_mean', math.nan):.0f}ch")

@@ -10,6 +10,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from raftkit.runs.metric_names import reward_key
+
 if TYPE_CHECKING:
     from raftkit.runs.runview import RunSummary
 
@@ -59,22 +61,22 @@ def panels(runs: list[RunSummary]) -> list[dict[str, Any]]:
     def reward_panel(name: str, title: str) -> None:
         lines = []
         for i in range(len(runs)):
-            lines.append((i, f"reward/{name}/mean", "all samples", "-"))
-            # With exploration hints: the samples the policy drew from the plain prompt.
-            lines.append((i, f"reward/{name}/policy_mean", "policy's own", "-."))
-            lines.append((i, f"reward/{name}/selected_mean", "selected", "--"))
-        out.append({"title": title, "ylabel": "mean reward", "lines": lines, "band": f"reward/{name}/std"})
+            lines.append((i, reward_key(name, "mean"), "policy's own", "-"))
+            # With exploration hints: the hinted samples, apart.
+            lines.append((i, reward_key(name, "explore_mean"), "hinted", "-."))
+            lines.append((i, reward_key(name, "selected_mean"), "selected", "--"))
+        out.append({"title": title, "ylabel": "mean reward", "lines": lines, "band": reward_key(name, "std")})
 
+    if "reward" in present:
+        reward_panel("total", "reward (weighted total)")
     for name in rewards:
         reward_panel(name, f"reward: {name}")
-    if "reward/total/mean" in present:
-        reward_panel("total", "total reward")
     if "length/chars_mean" in present:
         out.append({"title": "completion length", "ylabel": "characters",
                     "lines": [(i, "length/chars_mean", "chars", "-") for i in range(len(runs))]})
-    elif "length/tokens_mean" in present:
+    elif "completions/mean_length" in present:
         out.append({"title": "completion length", "ylabel": "tokens",
-                    "lines": [(i, "length/tokens_mean", "tokens", "-") for i in range(len(runs))]})
+                    "lines": [(i, "completions/mean_length", "tokens", "-") for i in range(len(runs))]})
     div = [k for k in ("distinct_2", "distinct_1") if k in present]
     if div:
         out.append({"title": "diversity", "ylabel": "distinct-n", "ylim": (0, 1.02),

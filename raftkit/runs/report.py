@@ -39,13 +39,26 @@ def chart_keys(summaries: Sequence[runview.RunSummary]) -> list[tuple[str, str]]
     """(metric key, chart title) for every curve some run recorded: rewards, filters, length, diversity."""
     rewards = list(dict.fromkeys(n for s in summaries for n in s.groups.rewards))
     filters = list(dict.fromkeys(n for s in summaries for n in s.groups.filters))
-    keys = [("reward/total/mean", "reward: total")]
-    keys += [(f"reward/{n}/mean", f"reward: {n}") for n in rewards]
+    keys = [("reward", "reward (weighted total, policy's own samples)")]
+    keys += [(f"rewards/{n}/mean", f"reward: {n}") for n in rewards]
+    keys += [("explore/reward", "reward of the hinted samples")]
     keys += [(f"filter/{n}/rate", f"filter rate: {n}") for n in filters]
-    keys += [("length/chars_mean", "length (chars)"), ("length/tokens_mean", "length (tokens)"),
+    keys += [("length/chars_mean", "length (chars)"), ("completions/mean_length", "length (tokens)"),
              ("distinct_1", "distinct-1"), ("distinct_2", "distinct-2")]
-    return [(k, t) for k, t in keys
-            if any(v is not None and math.isfinite(v) for s in summaries for v in s.series(k))]
+    return [(k, t) for k, t in keys if _has_numbers(summaries, k)]
+
+
+def other_chart_keys(summaries: Sequence[runview.RunSummary]) -> list[str]:
+    """Every other numeric metric some run recorded (the algorithm's, and what rewards logged with
+    ``log_metric``), in first-seen order."""
+    shown = {k for k, _ in chart_keys(summaries)}
+    keys = dict.fromkeys(k for s in summaries for m in s.metrics for k in m)
+    return [k for k in keys
+            if k not in shown and k not in ("iteration", "time") and _has_numbers(summaries, k)]
+
+
+def _has_numbers(summaries: Sequence[runview.RunSummary], key: str) -> bool:
+    return any(v is not None and math.isfinite(v) for s in summaries for v in s.series(key))
 
 
 def nice_ticks(lo: float, hi: float, n: int = 4) -> list[float]:
@@ -125,12 +138,19 @@ def charts_html(summaries: Sequence[runview.RunSummary], labels: Sequence[str]) 
         return '<p class="note">No metrics recorded yet (no numbers in metrics.jsonl).</p>'
     legend = "".join(f'<span><i style="background:{COLORS[i % len(COLORS)]}"></i>{esc(lab)}</span>'
                      for i, lab in enumerate(labels))
-    charts = []
-    for key, title in keys:
-        series = [(lab, COLORS[i % len(COLORS)], list(zip(s.iterations(), s.series(key), strict=True)))
-                  for i, (s, lab) in enumerate(zip(summaries, labels, strict=True))]
-        charts.append(svg_chart(title, key, series))
-    return f'<div class="legend">{legend}</div><div class="charts">{"".join(charts)}</div>'
+
+    def charts(pairs: Sequence[tuple[str, str]]) -> str:
+        out = []
+        for key, title in pairs:
+            series = [(lab, COLORS[i % len(COLORS)], list(zip(s.iterations(), s.series(key), strict=True)))
+                      for i, (s, lab) in enumerate(zip(summaries, labels, strict=True))]
+            out.append(svg_chart(title, key, series))
+        return "".join(out)
+
+    others = other_chart_keys(summaries)
+    more = (f'<details><summary>Every other metric ({len(others)})</summary><div class="charts">'
+            f'{charts([(k, k) for k in others])}</div></details>') if others else ""
+    return f'<div class="legend">{legend}</div><div class="charts">{charts(keys)}</div>{more}'
 
 
 # --------------------------------------------------------------------------- the evaluation
@@ -154,7 +174,8 @@ def eval_spec(evals: Sequence[dict[str, Any]]) -> list[tuple[str, tuple[str, ...
         ("answer accuracy", ("accuracy",), True, +1), ("degenerate share", ("degenerate",), True, -1)]
     for n in names["rewards"]:
         rows += [(f"reward {n}", ("rewards", n), False, +1), (f"{n} > 0", ("positive", n), True, 0)]
-    rows.append(("reward total", ("total",), False, +1))
+    # The same definition as the training curves' reward, measured on the held-out prompts.
+    rows.append(("reward (held-out)", ("total",), False, +1))
     rows += [(f"filter {n}", ("filters", n), True, -1) for n in names["filters"]]
     rows += [("distinct-2", ("distinct_2",), False, 0), ("length (chars)", ("length_chars",), False, 0)]
     return [r for r in rows if any(_get(s, r[1]) is not None for s in sides)]
@@ -292,7 +313,9 @@ def build_report(runs: list[Path], max_rollouts: int = MAX_ROLLOUTS) -> str:
     for s, lab in zip(summaries, labels, strict=True):
         its = [iteration_rollouts(s.root, n, max_rollouts, s.problems)
                for n in rolloutview.available_iterations(s.root)]
-        data["runs"].append({"label": lab, "iterations": its})
+        # The metrics as `raftkit inspect` reads them (current names), for scripts reading the page.
+        metrics = [{k: _finite(v) if isinstance(v, float) else v for k, v in m.items()} for m in s.metrics]
+        data["runs"].append({"label": lab, "metrics": metrics, "iterations": its})
     headers = "".join(_run_header(s, lab, COLORS[i % len(COLORS)])
                       for i, (s, lab) in enumerate(zip(summaries, labels, strict=True)))
     run_select = "" if len(runs) == 1 else '<label>run <select id="run-select">' + "".join(

@@ -26,7 +26,7 @@ from raftkit.text import distinct_n
 ROLLOUT_FIELDS = frozenset({
     "iteration", "prompt_index", "row", "sample", "prompt", "completion", "rewards", "hits", "total",
     "dropped", "selected", "advantage", "hinted", "truncated", "finish_reason", "completion_ids",
-    "logprobs", "prompt_ids", "sample_prompt", "index", "id", "filters",
+    "logprobs", "prompt_ids", "sample_prompt", "index", "id", "filters", "extra",
 })
 
 
@@ -76,6 +76,7 @@ class Sample:
     finish_reason: str | None = None
     truncated: bool | None = None
     hinted: bool | None = None
+    extra: dict[str, Any] | None = None  # the columns rewards logged with log_extra
 
     @property
     def key(self) -> Any:
@@ -140,6 +141,7 @@ def normalise(record: dict[str, Any], position: int = 0, line: int = 0,
         iteration=opt_int("iteration"), prompt_index=opt_int("prompt_index"), row=record.get("row"),
         sample=opt_int("sample"), finish_reason=record.get("finish_reason"),
         truncated=opt_bool("truncated"), hinted=opt_bool("hinted"),
+        extra=record["extra"] if isinstance(record.get("extra"), dict) else None,
     )
 
 

@@ -42,6 +42,8 @@ from typing import Any
 
 import yaml
 
+from raftkit.runs.metric_names import canonical
+
 FORMAT_VERSION = 1
 
 # Options a resumed run may change: they alter neither what is trained nor how it is measured.
@@ -208,7 +210,8 @@ class RunWriter:
         for d in sorted((root / "iterations").glob("[0-9]" * 6)) if (root / "iterations").exists() else []:
             it = int(d.name)
             if completed is not None and it <= completed and (d / "metrics.json").exists():
-                kept.append(json.loads((d / "metrics.json").read_text()))
+                # Under the current metric names, so a run begun before a rename reads as one series.
+                kept.append(canonical(json.loads((d / "metrics.json").read_text())))
             else:
                 shutil.rmtree(d)  # an iteration the checkpoint does not cover is redone
         write_jsonl(root / "metrics.jsonl", kept)

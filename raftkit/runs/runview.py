@@ -24,13 +24,14 @@ from typing import Any
 import yaml
 
 from raftkit.runs import rundir
+from raftkit.runs.metric_names import canonical, parse_reward_key
 
 STATUSES = ("running", "finished", "crashed", "stopped")
 SPARK = "▁▂▃▄▅▆▇█"
 
 # Metrics a current run records; an older run lacking them still displays and says so.
 EXPECTED_METRICS = {
-    "reward/total/mean": "total reward",
+    "reward": "reward",
     "length/chars_mean": "completion length",
     "distinct_2": "distinct-2",
 }
@@ -125,7 +126,8 @@ class MetricGroups:
     """The keys found in a run's metrics, grouped by prefix (no fixed key list is assumed)."""
 
     rewards: list[str] = field(default_factory=list)  # reward names, without "total"
-    reward_stats: dict[str, list[str]] = field(default_factory=dict)  # name -> stats seen (mean, std, ...)
+    # name ("total": the weighted total) -> stats seen: mean, std, selected_mean, explore_mean, explore_std
+    reward_stats: dict[str, list[str]] = field(default_factory=dict)
     filters: list[str] = field(default_factory=list)
     filter_stats: dict[str, list[str]] = field(default_factory=dict)
     other: list[str] = field(default_factory=list)  # every other key, in first-seen order
@@ -143,19 +145,22 @@ def group_keys(records: Iterable[dict[str, Any]]) -> MetricGroups:
             if key in seen or key in ("iteration", "time"):
                 continue
             seen.add(key)
-            for prefix, names, stats in (("reward/", g.rewards, g.reward_stats),
-                                         ("filter/", g.filters, g.filter_stats)):
-                if key.startswith(prefix) and "/" in key[len(prefix):]:
-                    # The name may hold a '/' of its own (a label): the stat is the last segment.
-                    name, _, stat = key[len(prefix):].rpartition("/")
-                    if name not in stats:
-                        stats[name] = []
-                        if name != "total":
-                            names.append(name)
-                    stats[name].append(stat)
-                    break
+            parsed = parse_reward_key(key)
+            if parsed is None and key.startswith("filter/") and "/" in key[len("filter/"):]:
+                # The name may hold a '/' of its own (a label): the stat is the last segment.
+                name, _, stat = key[len("filter/"):].rpartition("/")
+                parsed, names, stats = (name, stat), g.filters, g.filter_stats
+            elif parsed is not None:
+                names, stats = g.rewards, g.reward_stats
             else:
                 g.other.append(key)
+                continue
+            name, stat = parsed
+            if name not in stats:
+                stats[name] = []
+                if name != "total":
+                    names.append(name)
+            stats[name].append(stat)
     return g
 
 
@@ -185,10 +190,8 @@ class RunSummary:
 
     @property
     def total_key(self) -> str:
-        """The total reward to follow: the policy's own samples when exploration hints were mixed in."""
-        if "policy_mean" in self.groups.reward_stats.get("total", []):
-            return "reward/total/policy_mean"
-        return "reward/total/mean"
+        """The reward to follow: ``reward``, over the policy's own samples (raftkit.runs.metrics)."""
+        return "reward"
 
     def series(self, key: str) -> list[float | None]:
         return [number(m.get(key)) for m in self.metrics]
@@ -362,7 +365,7 @@ def _read_metrics(root: Path) -> tuple[list[dict[str, Any]], list[int], list[run
                 bad.append(rundir.BadLine(path, _line_of(path, n), f"iteration {it} again (duplicated: two "
                                           "processes may have written this run); the last line is shown"))
             seen.add(it)
-            records.append(rec)
+            records.append(canonical(rec))
     else:
         for it in dirs:
             p = rundir.iteration_dir(root, it) / "metrics.json"
@@ -374,7 +377,7 @@ def _read_metrics(root: Path) -> tuple[list[dict[str, Any]], list[int], list[run
                     continue
                 if isinstance(rec, dict):
                     rec.setdefault("iteration", it)
-                    records.append(rec)
+                    records.append(canonical(rec))
     # A resumed run may repeat an iteration: the later line wins.
     by_iter = {r["iteration"]: r for r in records}
     records = [by_iter[i] for i in sorted(by_iter)]
@@ -445,7 +448,7 @@ def _status(info: dict[str, Any], metrics: list[dict[str, Any]], partial: list[i
 
 
 # Keys with a direction, for the "best" column of a run comparison; others (length, loss, time) have none.
-_HIGHER_IS_BETTER = re.compile(r"^(reward/.*/(mean|selected_mean)$|distinct_)")
+_HIGHER_IS_BETTER = re.compile(r"^distinct_")  # and every reward mean (parse_reward_key)
 _LOWER_IS_BETTER = re.compile(r"^filter/")
 
 
@@ -454,7 +457,8 @@ def best_value(key: str, values: list[float | None]) -> float | None:
     vals = [v for v in values if v is not None and math.isfinite(v)]
     if not vals:
         return None
-    if _HIGHER_IS_BETTER.search(key):
+    parsed = parse_reward_key(key)
+    if _HIGHER_IS_BETTER.search(key) or (parsed is not None and parsed[1].endswith("mean")):
         return max(vals)
     if _LOWER_IS_BETTER.search(key):
         return min(vals)
@@ -476,8 +480,8 @@ def compare_runs(runs: list[RunSummary]) -> dict[str, Any]:
             keys.extend(k for k in m if k not in keys and k not in ("iteration", "time"))
 
     def order(k: str) -> tuple[int, str]:
-        rank = 0 if k.startswith("reward/") else 1 if k.startswith(("length/", "distinct")) else \
-            2 if k.startswith("filter/") else 4 if k.startswith("time/") else 3
+        rank = 0 if parse_reward_key(k) else 1 if k.startswith(("length/", "completions/", "distinct")) \
+            else 2 if k.startswith("filter/") else 4 if k.startswith("time/") else 3
         return rank, k
 
     rows = []

@@ -92,14 +92,17 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sample_rows(records: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[Any]]]:
-    """(columns, rows) of a small samples table: prompt, completion, total, selected, each reward."""
+    """(columns, rows) of a small samples table: prompt, completion, total, selected, each reward, and the
+    columns rewards logged with ``log_extra``."""
     from raftkit.evaluate import prompt_text
 
     shown = list(records[:SAMPLES_PER_ITERATION])
     rewards = list(dict.fromkeys(k for r in shown for k in (r.get("rewards") or {})))
-    columns = ["prompt", "completion", "total", "selected", *rewards]
+    extra = list(dict.fromkeys(k for r in shown for k in (r.get("extra") or {})))
+    columns = ["prompt", "completion", "total", "selected", *rewards, *extra]
     rows = [[prompt_text(r.get("prompt")), str(r.get("completion", "")), r.get("total"),
-             bool(r.get("selected")), *[(r.get("rewards") or {}).get(k) for k in rewards]] for r in shown]
+             bool(r.get("selected")), *[(r.get("rewards") or {}).get(k) for k in rewards],
+             *[(r.get("extra") or {}).get(k) for k in extra]] for r in shown]
     return columns, rows
 
 
