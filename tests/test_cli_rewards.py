@@ -280,3 +280,26 @@ def test_preflight_reports_a_broken_reward(tmp_path):
     assert results["emoji"]["ok"]
     # Without **kwargs it cannot take the completion_ids every trainer passes.
     assert "unexpected keyword argument 'completion_ids'" in results["strict_signature"]["error"]
+
+
+COUNT_IDS = '''
+def n_ids(completion_ids, **kwargs):
+    return [len(ids) for ids in completion_ids]
+'''
+
+
+def test_score_passes_completion_ids_from_the_models_tokenizer(tmp_path, default_tokenizer):
+    (tmp_path / "ids.py").write_text(COUNT_IDS)
+    rows = [{"prompt": "p", "completion": "Paris is the capital of France."}]
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps(rows[0]) + "\n")
+    result = run("score", "-r", f"{tmp_path}/ids.py:n_ids", "-i", str(path), "--json")
+    assert result.exit_code == 0, result.output
+    expected = len(default_tokenizer(rows[0]["completion"], add_special_tokens=False)["input_ids"])
+    assert json.loads(result.output)["n_ids"] == expected > 3
+    # A --model without a tokenizer is an error; a completion_ids column is used as it is.
+    result = run("score", "-r", f"{tmp_path}/ids.py:n_ids", "-i", str(path), "--model", str(tmp_path))
+    assert result.exit_code == 1 and f"--model {tmp_path}: no tokenizer loads from there" in result.output
+    path.write_text(json.dumps({**rows[0], "completion_ids": [1, 2]}) + "\n")
+    result = run("score", "-r", f"{tmp_path}/ids.py:n_ids", "-i", str(path), "--json")
+    assert json.loads(result.output)["n_ids"] == 2

@@ -316,13 +316,9 @@ def _tokenizer(model: str = "default") -> Any:
         return None
 
 
-def _bundled_tokenizer() -> Any:
-    return _tokenizer("default")
-
-
-def _dummy_ids(completions: list[str]) -> list[list[int]] | None:
-    """Token ids of the dummies with the bundled model's tokenizer, so `completion_ids` readers run too."""
-    tok = _bundled_tokenizer()
+def _dummy_ids(completions: list[str], model: str = "default") -> list[list[int]] | None:
+    """Token ids of the dummies with ``model``'s tokenizer, so `completion_ids` readers run too."""
+    tok = _tokenizer(model)
     return None if tok is None else [tok(c, add_special_tokens=False)["input_ids"] for c in completions]
 
 
@@ -375,7 +371,8 @@ def missing_argument_hint(error: RewardError, column_hint: str) -> str:
     return f" (it needs the keyword argument(s) {', '.join(repr(n) for n in names)}: {'; '.join(hints)})"
 
 
-def preflight(stack: RewardStack, dataset: str, prompt_column: str, limit: int, as_json: bool) -> None:
+def preflight(stack: RewardStack, dataset: str, prompt_column: str, limit: int, as_json: bool,
+              model: str = "default") -> None:
     """Run each configured reward and filter on real rows with dummy completions; report checks and timing."""
     from raftkit.datasets import load_prompts
 
@@ -393,7 +390,7 @@ def preflight(stack: RewardStack, dataset: str, prompt_column: str, limit: int, 
                    for p, t in zip(prompts, texts, strict=True)]
     columns = {k: [v[r] for r in rows] for k, v in prompt_set.columns.items()}
     extra: dict[str, Any] = {}
-    if (ids := _dummy_ids(texts)) is not None:
+    if (ids := _dummy_ids(texts, model)) is not None:
         extra["completion_ids"] = ids
 
     from rich.console import Console
@@ -458,7 +455,8 @@ def preflight(stack: RewardStack, dataset: str, prompt_column: str, limit: int, 
                               "", "", "", "", "")
         console.print(table)
         if "completion_ids" not in extra:
-            console.print("[dim]completion_ids were not passed (the bundled model is not prepared).[/dim]")
+            console.print(f"[dim]completion_ids were not passed (no tokenizer loads from --model "
+                          f"{escape(model)}).[/dim]")
     failed = [r["name"] for r in results if not r["ok"]]
     if failed:
         raise click.ClickException(f"pre-flight failed for {', '.join(failed)}")
@@ -525,7 +523,7 @@ def command(rewards, filters, input_path, dataset, prompt_column, completion_col
         raise click.ClickException(str(e)) from None
 
     if dataset:
-        preflight(stack, dataset, prompt_column, limit or 8, as_json)
+        preflight(stack, dataset, prompt_column, limit or 8, as_json, model)
         return
 
     rows = read_rows(input_path)[:limit]
