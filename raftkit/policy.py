@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from raftkit.algorithms.lm_head import lm_parts
 from raftkit.models import resolve_model
 
 
@@ -55,6 +56,8 @@ class Policy:
             cfg = LoraConfig(r=lora_r, lora_alpha=lora_alpha or 2 * lora_r, lora_dropout=lora_dropout,
                              target_modules="all-linear", task_type="CAUSAL_LM")
             self.model = get_peft_model(self.model, cfg)
+        # Refuse now, not after the first batch is sampled, a model whose logits raftkit cannot reproduce.
+        lm_parts(self.model)
 
     def autocast(self):
         """The mixed-precision context for forward passes (a no-op in fp32)."""
