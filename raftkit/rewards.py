@@ -313,6 +313,9 @@ class RewardStack:
             # The same reward twice (different parameters) is logged under NAME:k=v to keep keys apart.
             short = names[i]
             label = short if names.count(short) == 1 else str(RewardSpec(spec.name, spec.params))
+            same = {s.name for s, n in zip(specs, names, strict=True) if n == short}
+            if names.count(short) > 1 and same == {spec.name}:  # one function twice: its arguments differ
+                label = str(RewardSpec(short, spec.params))
             entries.append(ConfiguredReward(label, info, bind(info, params, label), params, spec.weight,
                                             action, penalty))
         return cls(entries, timeout=timeout)

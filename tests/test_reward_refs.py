@@ -186,7 +186,9 @@ def test_callable_objects_are_recorded_by_class_and_arguments():
     ids = [[1, 2, 3], [1, 2, 3, 4, 5, 6]]
     scores = stack.score(["p", "p"], ["abc", "abcdef"], completion_ids=ids)
     assert list(scores.rewards.values()) == [[-1.0, -1.0], [0.0, -2.0]]  # two rewards, apart
-    assert len(set(scores.rewards)) == 2 and all("Overlong" in label for label in scores.rewards)
+    # Logged under TRL's name for them, told apart by their arguments.
+    assert list(scores.rewards) == ["overlong_reward:limit=2,penalty=-1.0",
+                                    "overlong_reward:limit=5,penalty=-2.0"]
     # One instance: logged under the name TRL gives it.
     assert RewardStack.build([specs[0]], []).entries[0].label == "overlong_reward"
 

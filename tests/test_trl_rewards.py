@@ -53,8 +53,10 @@ def test_trl_reward_objects_through_raftkit_score():
                     trl_rewards.get_soft_overlong_punishment(max_completion_len=64, soft_punish_cache=8))
     rows = raftkit.score([chat("q")] * 2, [SHORT, LONG], [trl_rewards.think_format_reward, soft, softer],
                          columns={"completion_ids": [[1] * 14, [1] * 60]})
-    keys = [k for k in rows[0] if "Overlong" in k]
-    assert len(keys) == 2  # two instances, two rewards under distinct labels
+    keys = [k for k in rows[0] if "overlong" in k]
+    # Two instances, two rewards: TRL's name for them, told apart by their arguments.
+    assert keys == ["soft_overlong_punishment_reward:max_completion_len=16,soft_punish_cache=4",
+                    "soft_overlong_punishment_reward:max_completion_len=64,soft_punish_cache=8"]
     assert [rows[0][k] for k in keys] == [_overlong(14), 0.0]
     assert [rows[1][k] for k in keys] == [-1.0, (56 - 60) / 8]
     assert rows[0]["think_format_reward"] == 1.0
@@ -99,7 +101,7 @@ def test_trl_rewards_train_and_resume(tiny_model_path, tmp_path):
         {"name": "trl.rewards.other_rewards:_SoftOverlongPunishment",
          "params": {"max_completion_len": n, "soft_punish_cache": 2}} for n in (4, 8)]
     first = run.metrics[0]
-    soft = _means(first, "_SoftOverlongPunishment")
+    soft = _means(first, "soft_overlong_punishment_reward:")
     assert len(soft) == 2 and len(_means(first, "think_format_reward")) == 1
 
     # A new process knows none of these objects: only what config.yaml says.
@@ -108,7 +110,7 @@ def test_trl_rewards_train_and_resume(tiny_model_path, tmp_path):
     assert result.exit_code == 0, result.output
     metrics = raftkit.Run(run.path).metrics
     assert [m["iteration"] for m in metrics] == [1, 2]
-    assert _means(metrics[1], "_SoftOverlongPunishment") == soft
+    assert _means(metrics[1], "soft_overlong_punishment_reward:") == soft
     # 6-token completions: over 4 is -1, and 6 of 8 with a cache of 2 is (8 - 2 - 6) / 2 = 0 or less.
     assert metrics[1][soft[0]] <= metrics[1][soft[1]] <= 0.0
 
