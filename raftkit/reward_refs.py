@@ -271,6 +271,8 @@ def _prefix(module: str | None, obj: Any) -> str | None:
 def _function_ref(fn: Callable[..., Any]) -> tuple[str | None, str]:
     name = getattr(fn, "__name__", None) or type(fn).__name__
     qualname = getattr(fn, "__qualname__", name)
+    if inspect.ismethod(fn) and not inspect.isclass(fn.__self__):  # `Class.method` would lose its object
+        return None, f"reward '{qualname}' is a method bound to an object"
     if "<locals>" in qualname:
         outer = qualname.split(".<locals>")[0].rpartition(".")[2]
         return None, f"reward '{name}' was made inside {outer}() (a closure)"

@@ -209,5 +209,7 @@ def test_what_cannot_be_recorded_is_refused_for_a_run_with_how_to_fix_it():
     assert RewardStack.build([ref], []).score(["p"], ["ab"]).total == [4.0]
     with pytest.raises(RegistryError, match="object Opaque cannot be recorded: its attributes are not plain"):
         reward_refs.register(Opaque(), resumable=True)
+    with pytest.raises(RegistryError, match=r"'Overlong\.__call__' is a method bound to an object"):
+        reward_refs.register(Overlong(3).__call__, resumable=True)
     with pytest.raises(RegistryError, match="a class defined inside a function"):
         reward_refs.register(type("Local", (Opaque,), {"__qualname__": "f.<locals>.Local"})(), resumable=True)
