@@ -6,6 +6,24 @@ from typing import Any
 
 from raftkit.rollouts import Prompt
 
+MAX_PROMPT_TOKENS = 512  # the sampler's default prompt limit (SamplingParams.max_prompt_tokens)
+# No token of a byte-level BPE vocabulary is anywhere near this many characters long, so a prompt longer
+# than CHARS_PER_TOKEN * limit characters cannot fit the limit: refused before it is tokenised (a 50 MB
+# line would otherwise cost gigabytes of token ids just to find out).
+CHARS_PER_TOKEN = 32
+
+
+def char_limit(max_tokens: int = MAX_PROMPT_TOKENS) -> int:
+    """The most characters a prompt of at most ``max_tokens`` tokens can have."""
+    return CHARS_PER_TOKEN * max_tokens
+
+
+def prompt_chars(prompt: Prompt) -> int:
+    """A prompt's length in characters (chat messages: the sum of their contents)."""
+    if isinstance(prompt, list):
+        return sum(len(str(m.get("content") or "")) for m in prompt)
+    return len(prompt)
+
 
 def render_prompt(tokenizer: Any, prompt: Prompt) -> str:
     """Chat messages go through the model's chat template (with the generation prompt); text stays as is.
@@ -20,8 +38,19 @@ def render_prompt(tokenizer: Any, prompt: Prompt) -> str:
     return prompt
 
 
-def encode_prompt(tokenizer: Any, prompt: Prompt) -> list[int]:
-    """Token ids of a rendered prompt. The chat template already holds any special tokens it wants."""
+class PromptTooLong(ValueError):
+    """A prompt longer in characters than any prompt of the allowed token count can be."""
+
+
+def encode_prompt(tokenizer: Any, prompt: Prompt, max_tokens: int | None = None) -> list[int]:
+    """Token ids of a rendered prompt. The chat template already holds any special tokens it wants.
+
+    With ``max_tokens``, a prompt over ``char_limit(max_tokens)`` characters raises PromptTooLong without
+    being tokenised.
+    """
+    if max_tokens is not None and (n := prompt_chars(prompt)) > char_limit(max_tokens):
+        raise PromptTooLong(f"the prompt is {n:,} characters long; one of at most {max_tokens} tokens has at "
+                            f"most {char_limit(max_tokens):,}")
     return tokenizer(render_prompt(tokenizer, prompt), add_special_tokens=not isinstance(prompt, list))[
         "input_ids"
     ]

@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from raftkit.chat import MAX_PROMPT_TOKENS, char_limit, prompt_chars
 from raftkit.rewards import STACK_ARGUMENTS
 from raftkit.rollouts import Batch, Prompt
 
@@ -375,6 +376,13 @@ def _from_table(table: dict[str, list[Any]], prompt_column: str, source: str) ->
                            f"({', '.join(RESERVED_COLUMNS)}); rename them")
     where = f"{source}, column '{prompt_column}', row"
     prompts = [_as_prompt(v, f"{where} {i + 1}") for i, v in enumerate(values)]
+    limit = char_limit()
+    for i, p in enumerate(prompts):
+        # Checked here, before anything tokenises it: a 50 MB line would take gigabytes of token ids.
+        if (n := prompt_chars(p)) > limit:
+            raise DatasetError(f"{where} {i + 1}: the prompt is {n:,} characters long; prompts are sampled "
+                               f"up to {MAX_PROMPT_TOKENS} tokens, at most {limit:,} characters. Shorten it "
+                               "or leave the row out")
     columns = {k: list(v) for k, v in table.items() if k != prompt_column}
     return PromptSet(prompts, columns, source)
 

@@ -284,3 +284,39 @@ def test_score_table_at_80_columns_shows_every_total(tmp_path):
         for total in totals:
             assert any(total in line.split() for line in rows), (total, result.output)
         assert "A rather long completion" in result.output
+
+
+# --------------------------------------------------------------------------- over-long prompts
+
+
+def test_an_over_long_prompt_is_refused_by_row_before_it_is_tokenised(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    big = tmp_path / "big.jsonl"
+    rows = [{"prompt": "short"}, {"prompt": "word " * 1_000_000}, {"prompt": "also short"}]  # a 5 MB line
+    big.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = invoke("align", "--reward", "length", "--dataset", str(big))
+    assert_clean_error(result, f"{big}, column 'prompt', row 2: the prompt is 5,000,000 characters long; "
+                               "prompts are sampled up to 512 tokens, at most 16,384 characters")
+    assert not (tmp_path / "runs").exists()
+
+
+class _NoTokenizing:
+    """Stands for a tokenizer that must not be reached: tokenising 50 MB is what ran out of memory."""
+
+    def __call__(self, *args, **kwargs):
+        raise AssertionError("tokenised an over-long prompt")
+
+    def apply_chat_template(self, *args, **kwargs):
+        raise AssertionError("rendered an over-long prompt")
+
+
+def test_the_sampler_skips_an_over_long_prompt_without_tokenising_it():
+    from raftkit.chat import PromptTooLong, encode_prompt
+    from raftkit.sampling.sampler import encode_prompts
+
+    huge = "x" * (50 * 2**20)
+    encoded, skipped = encode_prompts(_NoTokenizing(), [huge, [{"role": "user", "content": huge}]], 512)
+    assert encoded == [None, None] and skipped == [0, 1]
+    with pytest.raises(PromptTooLong, match="the prompt is 52,428,800 characters long; one of at most 8 "
+                                            "tokens has at most 256"):
+        encode_prompt(_NoTokenizing(), huge, 8)

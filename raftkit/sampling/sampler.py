@@ -23,7 +23,7 @@ from typing import Any, Literal, Protocol
 
 import torch
 
-from raftkit.chat import encode_prompt
+from raftkit.chat import MAX_PROMPT_TOKENS, PromptTooLong, encode_prompt
 from raftkit.rollouts import Prompt, Rollout
 from raftkit.text import self_dialogue_cut
 
@@ -52,7 +52,7 @@ class SamplingParams:
     """Strings that end a completion; the text is cut before the first one."""
     truncate_self_dialogue: bool = True
     """Cut a completion where the model starts writing the user's turn (raftkit.text.self_dialogue_cut)."""
-    max_prompt_tokens: int = 512
+    max_prompt_tokens: int = MAX_PROMPT_TOKENS
     """Longer prompts are skipped and counted in ``Sampler.skipped``, never sampled (no out-of-memory)."""
 
     def __post_init__(self) -> None:
@@ -114,7 +114,10 @@ def encode_prompts(tokenizer: Any, prompts: Sequence[Prompt],
     encoded: list[list[int] | None] = []
     skipped: list[int] = []
     for i, prompt in enumerate(prompts):
-        ids = encode_prompt(tokenizer, prompt)
+        try:
+            ids = encode_prompt(tokenizer, prompt, max_tokens)  # an over-long one is never tokenised
+        except PromptTooLong:
+            ids = []
         if not ids or len(ids) > max_tokens:
             encoded.append(None)
             skipped.append(i)
