@@ -303,3 +303,15 @@ def test_score_passes_completion_ids_from_the_models_tokenizer(tmp_path, default
     path.write_text(json.dumps({**rows[0], "completion_ids": [1, 2]}) + "\n")
     result = run("score", "-r", f"{tmp_path}/ids.py:n_ids", "-i", str(path), "--json")
     assert json.loads(result.output)["n_ids"] == 2
+
+
+def has_ids(completions, **kwargs):
+    return [float("completion_ids" in kwargs)] * len(completions)
+
+
+def test_an_unprepared_default_model_is_not_converted_for_a_kwargs_reward(tmp_path, monkeypatch):
+    import raftkit
+
+    monkeypatch.setenv("RAFTKIT_CACHE", str(tmp_path))  # a machine where the bundled model is not ready
+    assert raftkit.score(["p"], ["a b"], [has_ids])[0]["has_ids"] == 0.0
+    assert list(tmp_path.iterdir()) == []  # nothing was converted for a reward that did not ask by name

@@ -322,13 +322,22 @@ def _dummy_ids(completions: list[str], model: str = "default") -> list[list[int]
     return None if tok is None else [tok(c, add_special_tokens=False)["input_ids"] for c in completions]
 
 
-def _takes(fn: Any, name: str) -> bool:
-    """Whether ``fn`` accepts the keyword argument ``name`` (by name or through ``**kwargs``)."""
+def _takes(fn: Any, name: str, by_name: bool = False) -> bool:
+    """Whether ``fn`` accepts the keyword argument ``name``: by name, or (unless ``by_name``) through
+    ``**kwargs``."""
     try:
         params = inspect.signature(inspect.unwrap(fn)).parameters.values()
     except (TypeError, ValueError):
-        return True
-    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+        return not by_name
+    return any(p.name == name or (not by_name and p.kind is inspect.Parameter.VAR_KEYWORD) for p in params)
+
+
+def _default_model_ready() -> bool:
+    """Whether the bundled model is converted already (preparing it takes a while: only for a reward
+    that names ``completion_ids``, not for every reward that merely takes ``**kwargs``)."""
+    from raftkit.models import _MARKER, DEFAULT_MODEL_NAME, cache_dir
+
+    return (cache_dir() / "models" / DEFAULT_MODEL_NAME / _MARKER).is_file()
 
 
 def completion_ids(stack: RewardStack, completions: list[Any], columns: dict[str, Any],
@@ -341,6 +350,9 @@ def completion_ids(stack: RewardStack, completions: list[Any], columns: dict[str
 
     if model is None or "completion_ids" in columns or not any(
             _takes(e.info.fn, "completion_ids") for e in stack.entries):
+        return {}
+    if model == "default" and not _default_model_ready() and not any(
+            _takes(e.info.fn, "completion_ids", by_name=True) for e in stack.entries):
         return {}
     tok = _tokenizer(str(model))
     if tok is None:
