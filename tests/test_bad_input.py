@@ -320,3 +320,22 @@ def test_the_sampler_skips_an_over_long_prompt_without_tokenising_it():
     with pytest.raises(PromptTooLong, match="the prompt is 52,428,800 characters long; one of at most 8 "
                                             "tokens has at most 256"):
         encode_prompt(_NoTokenizing(), huge, 8)
+
+
+def test_report_that_cannot_be_written_in_the_run_folder_suggests_o(tmp_path):
+    import os
+
+    from raftkit.runs.rundir import RunWriter, release_lock
+
+    root = tmp_path / "run"
+    writer = RunWriter.create(root, {"iterations": 1, "rewards": ["length"]}, "raft")
+    writer.commit_iteration(1, {"reward/total/mean": 0.5})
+    writer.finish()
+    release_lock(root)
+    # Tests run as root, for whom permission bits stop no write; a directory where the page's temporary
+    # file goes makes the write fail for real, as a read-only run folder does.
+    (root / f".report.html.tmp-{os.getpid()}").mkdir()
+    result = invoke("report", str(root))
+    assert_clean_error(result, f"cannot write {root / 'report.html'} (Is a directory); write the page "
+                               "elsewhere with -o FILE.html")
+    assert invoke("report", str(root), "-o", str(tmp_path / "page.html")).exit_code == 0

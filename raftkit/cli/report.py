@@ -44,12 +44,16 @@ def command(runs: tuple[Path, ...], output: Path | None, force: bool, max_rollou
         if output.exists() and not force:
             raise runview.InspectError(f"{output} already exists; use --force to overwrite it")
         page = report.build_report(list(runs), max_rollouts=max_rollouts)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(output, page)
     except runview.InspectError as e:
         raise click.ClickException(str(e)) from None
     except OSError as e:
         raise click.ClickException(f"{e.filename or output}: {e.strerror or e}") from None
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(output, page)
+    except OSError as e:  # a read-only run folder, a full disk: the page can go elsewhere
+        raise click.ClickException(f"cannot write {output} ({e.strerror or e}); write the page elsewhere "
+                                   "with -o FILE.html") from None
     click.echo(f"wrote {output} ({len(page.encode()) / 1024:.0f} KiB)")
 
 
