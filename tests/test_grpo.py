@@ -287,6 +287,23 @@ def test_truncated_and_dropped_samples_are_masked(tiny_model_path):
     assert result.metrics["loss"] == pytest.approx(0.0, abs=1e-6)
 
 
+def test_a_self_dialogue_cut_is_a_finished_answer(tiny_model_path):
+    # Sample 0 was cut where the model began the next turn (finish_reason "truncated"): it ended there, so
+    # it is trained with EOS appended (3 tokens, as SFT and DPO train it) and it is not cut off, so
+    # --truncated-neutral (GRPO's default) leaves its push up. Rewards (1, 0): A = ±a.
+    # dapo at ratio 1: -(a·3 - a·1) / 4 tokens = -a/2 (without the EOS: -(a·2 - a·1) / 3 = -a/3).
+    a = 0.5 / (math.sqrt(0.5) + 1e-4)
+    policy = _policy(tiny_model_path)
+    rollouts, scores = _group([[300, 301], [400]], [1.0, 0.0])
+    rollouts[0].finish_reason = "truncated"
+    result = _update(policy, rollouts, scores, lr=0.0, beta=0.0, truncated_neutral=True)
+    assert [s["advantage"] for s in result.per_sample] == pytest.approx([a, -a], abs=1e-5)
+    assert result.metrics["truncated_neutral_n"] == 0
+    assert result.metrics["loss"] == pytest.approx(-a / 2, abs=1e-5)
+    assert result.metrics["loss_tokens"] == 4
+    assert rollouts[0].completion_ids == [300, 301]  # the rollout itself (as recorded) is left as sampled
+
+
 def _alone(policy, prompt, completion):
     """Log-probs of the completion tokens with the sequence alone in a plain forward."""
     logits = policy.model(torch.tensor([prompt + completion])).logits[0, len(prompt) - 1 : -1].float()

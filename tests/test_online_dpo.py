@@ -49,6 +49,8 @@ def test_rollout_example_keeps_ids_and_adds_eos_only_when_finished():
     rs = _rollouts()
     assert rollout_example(rs[0], eos_id=2).completion_ids == [11, 12, 2]
     assert rollout_example(rs[8], eos_id=2).completion_ids == [35]  # cut by the length limit
+    cut = Rollout(0, "q0", "x", [11, 12], [], prompt_ids=[100, 7], finish_reason="truncated")
+    assert rollout_example(cut, eos_id=2).completion_ids == [11, 12, 2]  # a self-dialogue cut ended there
     assert rollout_example(rs[0], eos_id=2).prompt_ids == [100, 7]
 
 

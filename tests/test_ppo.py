@@ -131,6 +131,19 @@ def test_first_step_by_hand(tiny_model_path):
     assert algo.reference is None  # kl_coef 0: no reference model is loaded
 
 
+def test_a_self_dialogue_cut_is_trained_with_eos(tiny_model_path):
+    # As test_first_step_by_hand, but completion 0 is [300, 301] cut at a self-dialogue turn: it ended
+    # there, so it is trained with EOS appended and has 3 tokens again: the same figures. Without the EOS
+    # the value loss would be .5·(1 + 1 + 0) / 3 = 1/3 and the advantage mean 2/3.
+    policy = _policy(tiny_model_path)
+    rollouts, scores = _group([[300, 301], [400]], [1.0, 0.0])
+    rollouts[0].finish_reason = "truncated"
+    algo = _ppo(policy, k=2, lr=0.0, kl_coef=0.0, gamma=1.0, lam=1.0, num_iterations=1)
+    m = algo.update(Batch(["p"]), rollouts, scores, 0).metrics
+    assert m["value_loss"] == pytest.approx(0.375, abs=1e-6)
+    assert m["advantage/mean"] == pytest.approx(0.75)
+
+
 def test_update_raises_the_best_completion_and_fits_the_values(tiny_model_path):
     policy = _policy(tiny_model_path)
     completions = [[300, 301, 302], [400, 401], [500, 501, 502], [600]]

@@ -20,7 +20,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
@@ -131,6 +131,28 @@ class Targets:
     metrics: dict[str, float] = field(default_factory=dict)
     per_sample: dict[int, dict[str, Any]] = field(default_factory=dict)  # merged into rollout records
 
+
+
+def as_trained(rollouts: list[Rollout], eos_id: int | None) -> list[Rollout]:
+    """The rollouts as every trainer trains them: a sample cut where the model began the next turn
+    (finish_reason "truncated", the self-dialogue cut) is a finished answer, so it ends in EOS, as SFT,
+    RAFT and DPO train it (``sft.make_example``); the EOS has no sampler log-prob (NaN: no correction). Such
+    a sample is not cut off (``Rollout.truncated`` is the length limit's), so --truncated-neutral and
+    --mask-truncated leave it alone. Every other rollout is returned as it is.
+
+    >>> r = Rollout(0, "p", "Paris.", [7, 8], [-0.5, -0.25], finish_reason="truncated")
+    >>> t = as_trained([r], eos_id=2)[0]
+    >>> t.completion_ids, t.logprobs[:2], r.completion_ids
+    ([7, 8, 2], [-0.5, -0.25], [7, 8])
+    """
+    out = []
+    for r in rollouts:
+        ids = r.completion_ids
+        if r.finish_reason == "truncated" and eos_id is not None and (not ids or ids[-1] != eos_id):
+            logprobs = [*r.logprobs, math.nan] if len(r.logprobs) == len(ids) else list(r.logprobs)
+            r = replace(r, completion_ids=[*ids, eos_id], logprobs=logprobs)
+        out.append(r)
+    return out
 
 
 @dataclass
@@ -311,7 +333,7 @@ class PolicyGradient:
         sums: dict[str, float] = defaultdict(float)
         per_sample: dict[int, dict[str, Any]] = defaultdict(dict)
         self._extremes: dict[str, float] = {}
-        steps = self._mini_batches(batch, rollouts, target)
+        steps = self._mini_batches(batch, as_trained(rollouts, self.policy.tokenizer.eos_token_id), target)
         self._prepare(steps, timings, sums, per_sample)
 
         # μ passes over the batch, one optimiser step per mini-batch. At its first forward a micro-batch

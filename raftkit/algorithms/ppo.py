@@ -30,7 +30,13 @@ from raftkit import distributed
 from raftkit.algorithms.base import StepResult
 from raftkit.algorithms.lm_head import lm_parts
 from raftkit.algorithms.losses import clipped_surrogate, token_logprobs
-from raftkit.algorithms.policy_gradient import PolicyGradient, _completion_hidden, _micro_batch, _MicroBatch
+from raftkit.algorithms.policy_gradient import (
+    PolicyGradient,
+    _completion_hidden,
+    _micro_batch,
+    _MicroBatch,
+    as_trained,
+)
 from raftkit.algorithms.ppo_math import clipped_value_loss, gae, kl_penalised_rewards, masked_whiten
 from raftkit.policy import Policy
 from raftkit.rewards import Scores
@@ -144,6 +150,7 @@ class PPO:
 
     def update(self, batch: Batch, rollouts: list[Rollout], scores: Scores, iteration: int) -> StepResult:
         cfg, timings = self.config, defaultdict(float)
+        rollouts = as_trained(rollouts, self.policy.tokenizer.eos_token_id)  # a self-dialogue cut ends in EOS
         trained = self.trainable(rollouts, scores)
         trained.sort(key=lambda i: len(rollouts[i].prompt_ids) + len(rollouts[i].completion_ids))
         pad_id = self.policy.tokenizer.pad_token_id or 0
