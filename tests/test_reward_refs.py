@@ -213,3 +213,17 @@ def test_what_cannot_be_recorded_is_refused_for_a_run_with_how_to_fix_it():
         reward_refs.register(Overlong(3).__call__, resumable=True)
     with pytest.raises(RegistryError, match="a class defined inside a function"):
         reward_refs.register(type("Local", (Opaque,), {"__qualname__": "f.<locals>.Local"})(), resumable=True)
+
+
+def near(completions, *, target: int = 5, **kwargs):
+    return [float(len(c) == target) for c in completions]
+
+
+def test_a_partial_is_recorded_as_its_function_and_parameters():
+    import functools
+
+    spec = reward_refs.register(functools.partial(near, target=2), resumable=True)
+    assert spec == {"name": f"{Path(__file__).resolve()}:near", "params": {"target": 2}}
+    assert RewardStack.build([spec], []).score(["p", "p"], ["ab", "abc"]).total == [1.0, 0.0]
+    with pytest.raises(RegistryError, match="binds positional arguments"):
+        reward_refs.register(functools.partial(near, ["x"]), resumable=True)
