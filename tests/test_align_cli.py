@@ -137,6 +137,7 @@ def test_align_writes_a_complete_run_and_resumes_after_a_kill(tiny_model_path, t
     # --- a kill after iteration 3's checkpoint but before its metrics line: nothing is redone or lost
     lines = (run / "metrics.jsonl").read_text().splitlines(keepends=True)
     (run / "metrics.jsonl").write_text("".join(lines[:2]))
+    (run / "run.json").write_text(json.dumps({**info, "status": "running"}))  # as the kill leaves it
     _align("--resume", str(run))
     assert [m["iteration"] for m in _metrics(run)] == [1, 2, 3]
 
