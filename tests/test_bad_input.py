@@ -258,12 +258,13 @@ def test_a_misspelt_hook_is_reported():
 # --------------------------------------------------------------------------- output
 
 
-def test_score_json_writes_null_not_infinity(tmp_path):
+def test_score_refuses_a_total_that_overflows_in_one_line(tmp_path):
     path = tmp_path / "s.jsonl"
     path.write_text('{"prompt": "q", "completion": "😊😊"}\n', encoding="utf-8")
     result = invoke("score", "-r", "emoji*1e308", "-i", str(path), "--json")  # 2 * 1e308 overflows
-    assert result.exit_code == 0, result.output
-    assert "Infinity" not in result.stdout and json.loads(result.stdout)["total"] is None
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "overflow" in result.output and "emoji 2.0 x weight 1e+308" in result.output
+    assert "Infinity" not in result.stdout
 
 
 def test_score_table_at_80_columns_shows_every_total(tmp_path):
