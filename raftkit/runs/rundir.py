@@ -25,6 +25,7 @@ always has its rollouts behind it, and resume starts after the newest checkpoint
 
 from __future__ import annotations
 
+import atexit
 import errno
 import fcntl
 import json
@@ -451,6 +452,9 @@ def discard_progress(root: str | os.PathLike) -> None:
 
 LOCK_FILE = "run.lock"
 _held: dict[Path, Any] = {}  # the lock files this process holds open, by run folder
+# Closed on the way out (the OS would release them anyway): no unclosed-file warning for a run that
+# stopped without finishing, e.g. one a caller created and never ended.
+atexit.register(lambda: [f.close() for f in _held.values()])
 
 
 def acquire_lock(root: str | os.PathLike) -> None:
