@@ -590,7 +590,9 @@ def test_inspect_flags_an_iteration_recorded_twice(tmp_path):
 
 
 def _finish(root: Path, eval_data: dict | None = None) -> None:
-    """Mark the run finished after its last committed iteration, as planned."""
+    """Mark the run finished after its last committed iteration, as planned, with its model/."""
+    (root / "model").mkdir()
+    (root / "model" / "config.json").write_text("{}")
     info = json.loads((root / "run.json").read_text())
     (root / "run.json").write_text(json.dumps({**info, "status": "finished"}))
     config = yaml.safe_load((root / "config.yaml").read_text())

@@ -523,7 +523,8 @@ def _saved_config(root: Path) -> dict[str, Any]:
 
 def check_not_finished(root: str | os.PathLike, iterations: int | None) -> None:
     """Refuse a resume that would only redo the end of a finished run (saving the model, evaluating
-    again) and overwrite its record; a larger ``iterations`` extends it instead."""
+    again) and overwrite its record; a larger ``iterations`` extends it instead. A finished run without
+    its model/ (a kill inside the final swap) may be resumed: that restores it."""
     root = Path(root)
     try:
         info = json.loads((root / "run.json").read_text(encoding="utf-8"))
@@ -531,6 +532,8 @@ def check_not_finished(root: str | os.PathLike, iterations: int | None) -> None:
         return
     done = info.get("last_iteration")
     if info.get("status") != "finished" or not isinstance(done, int):
+        return
+    if not (root / "model").is_dir():  # a kill in the final swap took it away: the resume restores it
         return
     if iterations is None or iterations <= done:
         raise RunDirError(f"--resume {root}: the run is finished ({done} iteration{'s' * (done != 1)}); "
