@@ -712,3 +712,25 @@ def test_a_stop_during_start_up_is_recorded_as_such(tmp_path, monkeypatch):
         loop.run(cfg, algo, tmp_path / "run", console=Console(quiet=True))
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["status"] == "stopped" and info["error"] == "interrupted during start-up"
+
+
+@pytest.mark.slow
+def test_a_finished_run_is_never_rewritten_and_extending_it_keeps_its_evaluation(tiny_model_path, tmp_path):
+    import dataclasses
+
+    run = tmp_path / "run"
+    cfg, algo = _tiny_run(tiny_model_path, run)
+    cfg = dataclasses.replace(cfg, heldout=2, eval_samples=1)  # the bundled set's marked rows
+    loop.run(cfg, algo, run, console=Console(quiet=True))
+    first = json.loads((run / "eval.json").read_text())
+    before = _snapshot(run)
+    with pytest.raises(RunDirError, match=r"the run is finished \(1 iteration\); nothing was changed"):
+        loop.run(cfg, algo, run, resume=True, console=Console(quiet=True))
+    assert _snapshot(run) == before  # eval.json, model/ and the rest untouched
+
+    loop.run(dataclasses.replace(cfg, iterations=2), algo, run, resume=True, console=Console(quiet=True))
+    assert json.loads((run / "eval-000001.json").read_text()) == first  # kept beside the new one
+    now = json.loads((run / "eval.json").read_text())
+    assert now["before"] == first["before"] and "after" in now
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "finished" and info["last_iteration"] == 2
