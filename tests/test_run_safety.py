@@ -520,8 +520,9 @@ HOSTILE = "Sure!\x1b]0;pwned\x07\x1b[2J\x9b31m\u202eevil\nline two\tend"
 def test_inspect_shows_control_characters_instead_of_sending_them_to_the_terminal(tmp_path):
     root = tmp_path / "run"
     writer = RunWriter.create(root, _config(_fake_model(tmp_path)), "raft")
-    record = {"iteration": 1, "prompt": f"Q{HOSTILE}", "completion": HOSTILE, "rewards": {"length": 0.5},
-              "hits": {}, "total": 0.5, "selected": True}
+    record = {"iteration": 1, "prompt": f"Q{HOSTILE}", "completion": HOSTILE,
+              "rewards": {"length": 0.5, "x\x1b[2J": 1.0}, "hits": {"f\x1b]0;t\x07": 1}, "total": 0.5,
+              "selected": True}
     writer.write_iteration(1, [record])
     writer.commit_iteration(1, {"reward/total/mean": 0.5})
     writer.finish("crashed", f"iteration 2: ValueError: {HOSTILE}")

@@ -141,7 +141,7 @@ def show_summary(out: Console, s: runview.RunSummary, as_json: bool) -> None:
         t.add_column("change", justify="right")
         for r in rows:
             d = r["delta"]
-            t.add_row(r["key"], _fmt(r["before"]), _fmt(r["after"]),
+            t.add_row(visible(r["key"]), _fmt(r["before"]), _fmt(r["after"]),
                       Text(_fmt(d) if d is None else f"{d:+.3f}", style="green" if d and d > 0 else
                            "red" if d and d < 0 else ""))
         out.print(t)
@@ -246,7 +246,7 @@ def _rollouts_table(samples: list[rolloutview.Sample], full: bool, title: str | 
         t.add_column("prompt", max_width=None if full else 28, overflow="fold")
         t.add_column("completion", overflow="fold", min_width=30, ratio=1)
     for n in names:
-        t.add_column(n, justify="right")
+        t.add_column(visible(n), justify="right")
     t.add_column("total", justify="right", style="bold")
     if fnames:
         t.add_column("hits", justify="left")
@@ -260,7 +260,7 @@ def _rollouts_table(samples: list[rolloutview.Sample], full: bool, title: str | 
         ident = str(s.row if s.row is not None else s.position)
         ident += f"/{s.sample}" if s.sample is not None else ""
         prompt = visible(s.prompt if full else highlight.fold(s.prompt.replace("\n", " "), 80)[0])
-        hits = ", ".join(f"{k}×{v}" for k, v in s.hits.items() if v)
+        hits = visible(", ".join(f"{k}×{v}" for k, v in s.hits.items() if v))
         row: list[Any] = [ident]
         if has_text:
             row += [Text(prompt), highlighted(s.completion, None if full else 300)]
@@ -354,14 +354,14 @@ def show_file(out: Console, err: Console, path: Path, q: rolloutview.Query, full
     for c in ("", "mean", "std", "min", "max", "n"):
         t.add_column(c, justify="left" if not c else "right")
     for name, d in [*stats.rewards.items(), ("total", stats.total)]:
-        t.add_row(name, *(_fmt(d[k]) for k in ("mean", "std", "min", "max")), str(d["n"]),
+        t.add_row(visible(name), *(_fmt(d[k]) for k in ("mean", "std", "min", "max")), str(d["n"]),
                   style="bold" if name == "total" else None)
     out.print(t)
     extras = [f"length {stats.chars_mean:.0f} chars" if stats.chars_mean is not None else "",
               f"distinct-2 {stats.distinct_2:.2f}" if stats.distinct_2 is not None else "",
               *(f"{f} hit {_pct(v['rate'])}" for f, v in stats.filters.items()),
               f"{stats.n_selected} selected" if stats.n_selected is not None else ""]
-    out.print("  ".join(e for e in extras if e))
+    out.print(visible("  ".join(e for e in extras if e)))
     _show_sample_table(out, shown, matched, total, q, full, str(path))
 
 
@@ -393,7 +393,7 @@ def show_compare(out: Console, err: Console, root: Path, a: int, b: int, q: roll
     t.add_column("total", justify="right")
     for p in shown:
         names = list(dict.fromkeys([*(p.a.rewards_mean if p.a else {}), *(p.b.rewards_mean if p.b else {})]))
-        lines = [f"{n}: {_fmt(p.a.rewards_mean.get(n) if p.a else None)} → "
+        lines = [f"{visible(n)}: {_fmt(p.a.rewards_mean.get(n) if p.a else None)} → "
                  f"{_fmt(p.b.rewards_mean.get(n) if p.b else None)}" for n in names]
         delta = p.delta
         total = Text(f"{_fmt(p.a.total_mean if p.a else None)} → {_fmt(p.b.total_mean if p.b else None)}")
@@ -438,7 +438,7 @@ def show_runs(out: Console, runs: list[runview.RunSummary], as_json: bool) -> No
                 cells.append(Text("missing", style="dim"))
             else:
                 cells.append(_fmt(v["last"]) + (f" ({_fmt(v['best'])})" if v["best"] is not None else ""))
-        t.add_row(row["key"], *cells)
+        t.add_row(visible(row["key"]), *cells)
     out.print(t)
     per = data["total_by_iteration"]
     if per:
