@@ -94,6 +94,26 @@ def test_reward_total_is_the_runs_rewards_without_answer_accuracy():
         assert e["correct"] == 1.0 and e["total"] < 1.0  # length is at most 1, emoji 0 on these answers
 
 
+def stepped(completions, trainer_state, log_metric, **kwargs):
+    """A reward that needs TRL's trainer_state: the evaluation must pass it, as training does."""
+    log_metric("eval_step", trainer_state.global_step)
+    return [float(trainer_state.global_step)] * len(completions)
+
+
+def test_rewards_get_the_trainer_state_in_the_evaluation_too():
+    from raftkit.reward_refs import register
+    from raftkit.runs.reward_log import trainer_state
+
+    stack = evaluate.eval_stack([register(stepped)], [])
+    batch = Batch(QUESTIONS, {"answers": ANSWERS}, list(range(len(QUESTIONS))))
+    out = evaluate.evaluate(CannedSampler(BASE), batch, stack, samples=1, temperature=0.7, max_new_tokens=40,
+                            state=trainer_state(6, 6, 6))
+    assert out["rewards"]["stepped"] == 6.0 and out["total"] == 6.0 and out["logged"] == {"eval_step": 6.0}
+    # Without a state (`raftkit eval`): a fresh one, nothing trained.
+    assert evaluate.evaluate(CannedSampler(BASE), batch, stack, samples=1, temperature=0.7,
+                             max_new_tokens=40)["total"] == 0.0
+
+
 def test_alarm_fires_on_the_wrecked_model_and_names_why():
     base, wrecked = _evaluate(BASE), _evaluate(WRECKED)
     alarms = evaluate.alarm(base, wrecked)

@@ -35,6 +35,13 @@ def _report(names, root):
     t.close()
 
 
+def test_sample_tables_carry_the_columns_rewards_logged():
+    records = [{**RECORDS[0], "extra": {"grade": 0.5}}, {**RECORDS[0], "rewards": {}}]
+    columns, rows = trackers._sample_rows(records)
+    assert columns == ["prompt", "completion", "total", "selected", "length", "grade"]
+    assert [row[-1] for row in rows] == [0.5, None] and rows[0][0] == "Hi?"
+
+
 def test_parse_and_check_before_the_run():
     assert trackers.parse(["tensorboard,wandb", " none", "wandb"]) == ["tensorboard", "wandb"]
     assert trackers.parse("none") == [] and trackers.parse(None) == []
