@@ -7,10 +7,10 @@ from typing import Any
 from raftkit.rollouts import Prompt
 
 MAX_PROMPT_TOKENS = 512  # the sampler's default prompt limit (SamplingParams.max_prompt_tokens)
-# No token of a byte-level BPE vocabulary is anywhere near this many characters long, so a prompt longer
-# than CHARS_PER_TOKEN * limit characters cannot fit the limit: refused before it is tokenised (a 50 MB
-# line would otherwise cost gigabytes of token ids just to find out).
-CHARS_PER_TOKEN = 32
+# More characters than any one token holds (the bundled model's longest, a run of spaces or of '#', has
+# 81), so a prompt longer than CHARS_PER_TOKEN * limit characters cannot fit the limit: refused before it
+# is tokenised (a 50 MB line would otherwise cost gigabytes of token ids just to find out).
+CHARS_PER_TOKEN = 128
 
 
 def char_limit(max_tokens: int = MAX_PROMPT_TOKENS) -> int:

@@ -297,7 +297,7 @@ def test_an_over_long_prompt_is_refused_by_row_before_it_is_tokenised(tmp_path, 
     big.write_text("".join(json.dumps(r) + "\n" for r in rows))
     result = invoke("align", "--reward", "length", "--dataset", str(big))
     assert_clean_error(result, f"{big}, column 'prompt', row 2: the prompt is 5,000,000 characters long; "
-                               "prompts are sampled up to 512 tokens, at most 16,384 characters")
+                               "prompts are sampled up to 512 tokens, at most 65,536 characters")
     assert not (tmp_path / "runs").exists()
 
 
@@ -319,7 +319,7 @@ def test_the_sampler_skips_an_over_long_prompt_without_tokenising_it():
     encoded, skipped = encode_prompts(_NoTokenizing(), [huge, [{"role": "user", "content": huge}]], 512)
     assert encoded == [None, None] and skipped == [0, 1]
     with pytest.raises(PromptTooLong, match="the prompt is 52,428,800 characters long; one of at most 8 "
-                                            "tokens has at most 256"):
+                                            "tokens has at most 1,024"):
         encode_prompt(_NoTokenizing(), huge, 8)
 
 
@@ -340,3 +340,12 @@ def test_report_that_cannot_be_written_in_the_run_folder_suggests_o(tmp_path):
     assert_clean_error(result, f"cannot write {root / 'report.html'} (Is a directory); write the page "
                                "elsewhere with -o FILE.html")
     assert invoke("report", str(root), "-o", str(tmp_path / "page.html")).exit_code == 0
+
+
+def test_the_character_bound_is_above_the_longest_token(default_tokenizer):
+    from raftkit.chat import CHARS_PER_TOKEN
+
+    # So a prompt over the bound could never fit the token limit: refusing it loses no usable prompt.
+    vocab = default_tokenizer.get_vocab()
+    longest = max(len(default_tokenizer.convert_tokens_to_string([t])) for t in vocab)
+    assert longest == 81 and CHARS_PER_TOKEN > longest
