@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import math
 import types
+from collections import defaultdict
 
 import pluggy
 import pytest
 import torch
-from test_grpo import PROMPT, _alone, _group, _policy
+from test_grpo import PROMPT, _alone, _group, _policy, _with_ratios
 
 from raftkit import algorithms, hookspecs
 from raftkit.algorithms.grpo import GRPO, GRPOConfig, answer_gated_advantages, hint_floors, unearned_share
-from raftkit.algorithms.losses import group_advantages
+from raftkit.algorithms.losses import BatchSize, group_advantages
 from raftkit.algorithms.raftpp import RAFTpp, RAFTppConfig
 from raftkit.algorithms.reinforce_rej import ReinforceRej, ReinforceRejConfig, silent_prompts
 from raftkit.rewards import Scores
@@ -199,14 +200,20 @@ def test_raftpp_selects_like_raft_and_its_first_step_is_sft(tiny_model_path):
     torch.testing.assert_close(grads[0], param.grad, atol=1e-7, rtol=1e-4)
 
 
-def test_raftpp_clips_after_the_first_step(tiny_model_path):
-    # A big learning rate raises the selected tokens past 1 + ε after one step: the second step must
-    # count them as clipped (A > 0, ratio > 1.2) and take no gradient from them.
+def test_raftpp_clips_after_the_first_step_by_hand(tiny_model_path):
+    # On a later step of μ the selected sample's tokens stand at ratios (1.5, 1.1) to π_old. Advantage 1,
+    # ε 0.2: the first is clipped at 1.2 (counted, no gradient), the second is not.
+    # Loss over the 2 selected tokens: -(1.2 + 1.1) / 2 = -1.15; clipped high 1 of 2, low 0.
     policy = _policy(tiny_model_path)
     rollouts, scores = _group([[300, 301], [400, 401]], [1.0, 0.0])
-    cfg = RAFTppConfig(num_iterations=2, is_correction="none")
-    result = _make(RAFTpp, cfg, policy, k=2, lr=3e-2).update(Batch(["p"]), rollouts, scores, 1)
-    assert result.metrics["clip_ratio/high_mean"] > 0 and result.metrics["clip_ratio/low_mean"] == 0
+    algo = _make(RAFTpp, RAFTppConfig(num_iterations=2, is_correction="none"), policy, k=2)
+    target = algo.targets(Batch(["p"]), rollouts, scores)
+    assert target.advantages.tolist() == [1.0, 0.0] and target.in_loss == [0]
+    mb = _with_ratios(algo, policy, rollouts[:1], [1.0], [[1.5, 1.1]])
+    sums, size = defaultdict(float), BatchSize(sequences=1, tokens=2, max_completion_length=4)
+    loss = algo._backward(mb, size, False, sums, {}, defaultdict(float))
+    assert loss == pytest.approx(-1.15, abs=1e-5)
+    assert (sums["clip_high"], sums["clip_low"], sums["clip_tokens"]) == (1.0, 0.0, 2.0)
 
 
 def test_raftpp_never_selects_a_sample_that_lost_the_answer(tiny_model_path):

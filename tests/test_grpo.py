@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import types
+from collections import defaultdict
 
 import pytest
 import torch
@@ -20,7 +22,7 @@ from raftkit.algorithms.losses import (
     token_entropy,
     token_logprobs,
 )
-from raftkit.algorithms.policy_gradient import _completion_hidden, _micro_batch
+from raftkit.algorithms.policy_gradient import Targets, _completion_hidden, _micro_batch
 from raftkit.rewards import Scores
 from raftkit.rollouts import Batch, Rollout
 from raftkit.sampling.sampler import SamplingParams
@@ -70,10 +72,17 @@ def test_nan_rewards_are_left_out_of_the_group():
 
 
 def test_constant_groups_counts_all_equal_groups():
-    # 0.1 + 0.2 != 0.3 in floats: still a constant group
-    rewards = torch.tensor([[0.0, 0.0], [0.3, 0.3], [0.0, 1.0], [0.1 + 0.2, 0.3]])
+    # 0.1 + 0.2 != 0.3 in doubles (0.30000000000000004): still a constant group. float64, as reward_groups
+    # builds them (in float32 both round to the same number and the check could not fail).
+    assert 0.1 + 0.2 != 0.3
+    rewards = torch.tensor([[0.0, 0.0], [0.3, 0.3], [0.0, 1.0], [0.1 + 0.2, 0.3]], dtype=torch.float64)
     assert constant_groups(rewards).tolist() == [True, True, False, True]
-    assert group_advantages(rewards, "none")[3].tolist() == [0.0, 0.0]
+    for scale in ("group", "none"):
+        assert group_advantages(rewards, scale)[3].tolist() == [0.0, 0.0]
+    # and through GRPO's own path: the totals as the reward stack gives them
+    rollouts, scores = _group([[1], [2]], [0.1 + 0.2, 0.3])
+    rewards, _ = reward_groups(rollouts, scores)
+    assert rewards.dtype == torch.float64 and constant_groups(rewards).tolist() == [True]
 
 
 def test_constant_groups_has_no_relative_tolerance():
@@ -373,7 +382,68 @@ def test_several_iterations_reuse_old_logprobs(tiny_model_path):
     finally:
         hook.remove()
     assert len(calls) == 3  # one forward per step, none extra for the old log-probs
-    assert result.metrics["clip_ratio/low_mean"] + result.metrics["clip_ratio/high_mean"] > 0
+    assert result.metrics["trained_sequences"] == 4
+
+
+def _with_ratios(algo, policy, rollouts, advantages, ratios):
+    """A micro-batch of all ``rollouts`` whose stored π_old puts each completion token at the given ratio
+    π_θ/π_old (as on a later step of μ), with unit weights."""
+    mb = _micro_batch(rollouts, list(range(len(rollouts))), torch.tensor(advantages), 0, policy.device)
+    with torch.no_grad():
+        logp = algo._logprobs(policy.model, mb)[0]
+    shift = torch.zeros_like(logp)
+    for i, row in enumerate(ratios):
+        shift[i, : len(row)] = torch.log(torch.tensor(row))
+    mb.old_logp, mb.weight = logp - shift, torch.ones_like(logp)
+    return mb
+
+
+def test_clip_fractions_and_surrogate_by_hand(tiny_model_path):
+    # ε = 0.2. Sequence 0 (A = +2) at ratios (1.5, 1.1, 1.3), sequence 1 (A = -1) at (0.5, 0.9):
+    #   per-token loss -min(r·A, clip(r)·A): -2·1.2, -2·1.1, -2·1.2 and 1·0.8, 1·0.9;
+    #   dapo over the 5 tokens: (-2.4 - 2.2 - 2.4 + 0.8 + 0.9) / 5 = -1.06.
+    #   clipped high (A > 0, r > 1.2): 1.5 and 1.3 -> 2 of 5; low (A < 0, r < 0.8): 0.5 -> 1 of 5.
+    policy = _policy(tiny_model_path)
+    rollouts, _ = _group([[300, 301, 302], [400, 401]], [1.0, 0.0])
+    algo = _grpo(policy, k=2, lr=0.0, beta=0.0)
+    mb = _with_ratios(algo, policy, rollouts, [2.0, -1.0], [[1.5, 1.1, 1.3], [0.5, 0.9]])
+    sums, size = defaultdict(float), BatchSize(sequences=2, tokens=5, max_completion_length=4)
+    loss = algo._backward(mb, size, False, sums, {}, defaultdict(float))
+    assert loss == pytest.approx(-1.06, abs=1e-5)
+    assert (sums["clip_high"], sums["clip_low"], sums["clip_tokens"]) == (2.0, 1.0, 5.0)
+    algo._extremes = {}
+    target = Targets(torch.tensor([2.0, -1.0]), [0, 1], sequences=2)
+    metrics = algo._metrics(rollouts, _group([[1], [2]], [1.0, 0.0])[1], target, [0, 1], size, sums, [loss],
+                            [], [])
+    assert metrics["clip_ratio/high_mean"] == pytest.approx(2 / 5)
+    assert metrics["clip_ratio/low_mean"] == pytest.approx(1 / 5)
+    assert metrics["clip_ratio/region_mean"] == pytest.approx(3 / 5)
+
+
+def test_kl_term_sign_and_weight_by_hand(tiny_model_path):
+    # Equal rewards: every advantage is 0, so with β = 0.5 the loss is β·KL alone. The reference is the
+    # starting model with its final norm doubled, so KL_t = exp(d) - d - 1 with d = log π_ref - log π is
+    # not 0. dapo at ratio 1: β · Σ_t KL_t / tokens. A flipped sign or another weight gives another number.
+    import copy
+
+    policy = _policy(tiny_model_path)
+    completions = [[300, 301, 302], [400]]
+    rollouts, scores = _group(completions, [1.0, 1.0])
+    algo = _grpo(policy, k=2, lr=0.0, beta=0.5)
+    reference = copy.deepcopy(policy.model)
+    with torch.no_grad():
+        reference.model.norm.weight.mul_(2.0)
+    algo.reference = reference.eval().requires_grad_(False)
+    with torch.no_grad():
+        own = torch.cat([_alone(policy, PROMPT, c) for c in completions]).double()
+        as_ref = types.SimpleNamespace(model=reference)
+        ref = torch.cat([_alone(as_ref, PROMPT, c) for c in completions]).double()
+    d = ref - own
+    kl = (torch.exp(d) - d - 1).sum().item() / 4
+    assert kl > 1e-3
+    result = algo.update(Batch(["p"]), rollouts, scores, 0)
+    assert result.metrics["kl"] == pytest.approx(kl, rel=1e-4)
+    assert result.metrics["loss"] == pytest.approx(0.5 * kl, rel=1e-4)
 
 
 def test_clip_fraction_counts_only_the_steps_where_the_ratio_can_move(tiny_model_path, monkeypatch):

@@ -6,7 +6,7 @@ import io
 
 import pytest
 import torch
-from test_grpo import PROMPT, _group, _policy, _seq_logprob
+from test_grpo import PROMPT, _alone, _group, _policy, _seq_logprob
 
 from raftkit.algorithms.ppo import PPO, PPOConfig
 from raftkit.algorithms.ppo_math import clipped_value_loss, gae, kl_penalised_rewards, masked_whiten
@@ -116,10 +116,22 @@ def test_first_step_by_hand(tiny_model_path):
     # Whitened over the 4 tokens: mean .75, unbiased var (3·.0625 + .5625) / 3 = .25, std .5
     #   -> (.5, .5, .5) and (−1.5). At ratio 1 the policy loss is −mean(A) = 0 (whitened).
     # Value loss: .5·(1 + 1 + 1 + 0) / 4 = .375; loss = 0 + vf_coef .1 x .375 = .0375.
+    # The policy loss is 0 whatever its sign (whitened advantages), so its gradient is checked: at ratio 1
+    # it is -Σ_t A_t ∇log π(y_t) / 4 (the zero value head passes no gradient into the model).
     policy = _policy(tiny_model_path)
     rollouts, scores = _group([[300, 301, 302], [400]], [1.0, 0.0])
     algo = _ppo(policy, k=2, lr=0.0, kl_coef=0.0, gamma=1.0, lam=1.0, num_iterations=1)
-    result = algo.update(Batch(["p"]), rollouts, scores, 0)
+    param = policy.model.model.layers[-1].mlp.down_proj.weight
+    grads = []
+    hook = param.register_post_accumulate_grad_hook(lambda p: grads.append(p.grad.clone()))
+    try:
+        result = algo.update(Batch(["p"]), rollouts, scores, 0)
+    finally:
+        hook.remove()
+    policy.model.zero_grad()
+    logp = torch.cat([_alone(policy, PROMPT, [300, 301, 302]), _alone(policy, PROMPT, [400])])
+    (-(torch.tensor([0.5, 0.5, 0.5, -1.5]) * logp).sum() / 4).backward()
+    torch.testing.assert_close(grads[0], param.grad, atol=1e-7, rtol=1e-4)
     m = result.metrics
     assert m["policy_loss"] == pytest.approx(0.0, abs=1e-6)
     assert m["value_loss"] == pytest.approx(0.375, abs=1e-6)

@@ -45,9 +45,11 @@ def constant_groups(rewards: Tensor) -> Tensor:
     valid = ~torch.isnan(rewards)
     hi = torch.where(valid, rewards, torch.full_like(rewards, -torch.inf)).amax(dim=1)
     lo = torch.where(valid, rewards, torch.full_like(rewards, torch.inf)).amin(dim=1)
-    # Exact equality: isclose's relative tolerance called [1000, 1000.005] or [5e5, 5e5 + 4] constant and
-    # threw their signal away. Differences at rounding level are harmless (the std term divides by std+eps).
-    return (valid.sum(dim=1) < 2) | (hi == lo)
+    # Equal up to rounding (a few units in the last place): 0.1 + 0.2 and 0.3 are one reward in doubles, and
+    # as two they gave advantages of ±1e-13 that kept a signal-free group "non-zero". No wider: isclose's
+    # relative tolerance called [1000, 1000.005] or [5e5, 5e5 + 4] constant and threw their signal away.
+    ulps = 4 * torch.finfo(rewards.dtype).eps * torch.maximum(hi.abs(), lo.abs())
+    return (valid.sum(dim=1) < 2) | ((hi - lo) <= ulps)
 
 
 def group_advantages(rewards: Tensor, scale: Scale = "group", eps: float = 1e-4) -> Tensor:
