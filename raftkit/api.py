@@ -91,23 +91,11 @@ def build_configs(values: Mapping[str, Any], source: str = "options") -> tuple[A
 
 
 def check_options(values: Mapping[str, Any], algo: str, source: str) -> None:
-    """Every key must be a setting of AlignConfig or of ``algo``'s config; a typo gets the closest name,
-    another algorithm's setting says whose it is."""
-    from raftkit import algorithms
-    from raftkit.config import AlignConfig, ConfigError, check_keys
+    """Every key must set a field of AlignConfig or of ``algo``'s config, by its field or option name
+    (``beta`` or ``kl_beta``); a typo gets the closest name, another algorithm's setting says whose it is."""
+    from raftkit.config import settle
 
-    def names(cls: type) -> set[str]:
-        return {f.name for f in dataclasses.fields(cls)}
-
-    found, _ = algorithms.load_algorithms()
-    if algo not in found:
-        return  # building AlignConfig says so, listing the algorithms
-    usable = names(AlignConfig) | names(found[algo].config)
-    for key in values:
-        owners = [a for a, info in found.items() if key not in usable and key in names(info.config)]
-        if owners:
-            raise ConfigError(f"{source}: '{key}' is a {'/'.join(owners)} setting; {algo} does not use it")
-    check_keys(values, sorted(usable), source)
+    settle([({**values, "algo": algo}, lambda key: f"{source}: '{key}'", source)])
 
 
 def reward_specs(items: RewardLike | Iterable[RewardLike] | None,
@@ -141,7 +129,7 @@ def align(
     """Align ``model`` to ``rewards`` with ``algo``, as `raftkit align` does; returns the finished Run.
 
     ``options`` are the command's settings by field name (``iterations=4``, ``k=8``,
-    ``prompts_per_iteration=16``, ``filters=[...]``, ``sampler="hf"``, ``beta=0.04`` for GRPO...; see
+    ``prompts_per_iteration=16``, ``filters=[...]``, ``sampler="hf"``, ``kl_beta=0.04`` for GRPO...; see
     docs/configuration.md). ``dataset`` is 'bundled', a file or folder, a hub name, or a
     ``datasets.Dataset`` / list of row dicts, which is written to RUN/dataset.jsonl. Raises
     raftkit.config.ConfigError for bad settings, RegistryError for a bad reward, loop.RunError when
@@ -155,14 +143,14 @@ def align(
     import warnings
 
     from raftkit import loop
+    from raftkit.config import settle
     from raftkit.trl_names import fold_reward_weights, translate
 
     # TRL's GRPOConfig names (num_generations=4, learning_rate=1e-5...) are raftkit's settings too.
     options = translate(options, "raftkit.align", known=_is_setting,
                         warn=lambda message: warnings.warn(message, stacklevel=3))
     values: dict[str, Any] = {**options}
-    if resume is not None:
-        values = {**_saved_config(resume), **values}
+    saved = _saved_config(resume) if resume is not None else {}
     for name, value, default in (("algo", algo, "raft"), ("model", model, "default"),
                                  ("dataset", dataset, "bundled")):
         if value is not None or resume is None:
@@ -176,7 +164,8 @@ def align(
     if output is not None:
         values["output"] = os.fspath(output)
     fold_reward_weights(values, "raftkit.align")
-    check_options(values, values["algo"], "raftkit.align")
+    # Old and new names alike (beta or kl_beta) become the algorithm's fields, checked as the command does.
+    values = settle([(saved, None, None), (values, lambda key: f"raftkit.align: '{key}'", "raftkit.align")])
     staged = run_dir = None
     if isinstance(values["dataset"], str | os.PathLike):
         values["dataset"] = os.fspath(values["dataset"])
@@ -197,13 +186,12 @@ def align(
 
 
 def _is_setting(name: str) -> bool:
-    """Whether ``name`` is a field of the common config or of any algorithm's."""
+    """Whether ``name`` sets a field of the common config or of any algorithm's (field or option name)."""
     from raftkit import algorithms
-    from raftkit.config import AlignConfig
+    from raftkit.config import AlignConfig, setting_names
 
     found, _ = algorithms.load_algorithms()
-    return any(name in {f.name for f in dataclasses.fields(cls)}
-               for cls in (AlignConfig, *(info.config for info in found.values())))
+    return any(name in setting_names(cls) for cls in (AlignConfig, *(info.config for info in found.values())))
 
 
 def _run_path(run: str | os.PathLike | Run) -> Path:

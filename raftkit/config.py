@@ -47,6 +47,38 @@ class ConfigError(ValueError):
     """A config value or file that cannot be used; the message names the file and key."""
 
 
+# The one table of clear option names for fields whose own names are ambiguous or say nothing. The field
+# keeps its name (the algorithms, TRL's GRPOConfig and every saved RUN_DIR/config.yaml use it), and that name
+# stays accepted everywhere: as an option (--beta), a --config key, a raftkit.align keyword. Keys are
+# "Class.field"; a subclass inherits its base's entry (GRPOConfig's beta is PolicyGradientConfig's).
+# One clear name may stand for a differently named field in each algorithm (--kl-beta is GRPO's beta,
+# PPO's kl_coef and RAFT's rank_beta), and one field name may mean different things (beta: a KL weight in
+# GRPO, DPO's β in online DPO), which is why the clear names exist.
+CLEAR_NAMES: dict[str, str] = {
+    "PolicyGradientConfig.beta": "kl_beta",
+    "PolicyGradientConfig.num_iterations": "passes_per_batch",
+    "PolicyGradientConfig.is_correction": "mismatch_correction",
+    "PolicyGradientConfig.is_cap": "mismatch_cap",
+    "RaftConfig.rank_beta": "kl_beta",
+    "RaftConfig.epochs_per_iteration": "passes_per_batch",
+    "PPOConfig.kl_coef": "kl_beta",
+    "PPOConfig.lam": "gae_lambda",
+    "PPOConfig.num_iterations": "passes_per_batch",
+    "OnlineDPOConfig.beta": "dpo_beta",
+}
+
+
+def option_name(cls: type, f: dataclasses.Field) -> str:
+    """The option (without dashes) that sets field ``f`` of ``cls``: its ``option`` metadata, its clear name
+    (CLEAR_NAMES), or the field name."""
+    if "option" in f.metadata:
+        return f.metadata["option"]
+    for klass in cls.__mro__:
+        if f"{klass.__name__}.{f.name}" in CLEAR_NAMES:
+            return CLEAR_NAMES[f"{klass.__name__}.{f.name}"]
+    return f.name
+
+
 @dataclass
 class AlignConfig:
     """Settings shared by every algorithm of `raftkit align`."""
@@ -190,6 +222,11 @@ class FieldSpec:
     owner: type
     other_defaults: tuple[tuple[str, Any], ...] = ()  # (class name, default) where another class differs
 
+    @property
+    def old_names(self) -> list[str]:
+        """The field's own name where a clear name (CLEAR_NAMES) is its option: still accepted."""
+        return [self.name] if self.option != self.name and self.option in CLEAR_NAMES.values() else []
+
 
 def _default_of(f: dataclasses.Field) -> Any:
     if f.default is not dataclasses.MISSING:
@@ -220,7 +257,7 @@ def fields_of(*classes: type) -> dict[str, FieldSpec]:
                 hints[f.name],
                 _default_of(f),
                 docs.get(f.name, ""),
-                f.metadata.get("option", f.name),
+                option_name(cls, f),
                 cls,
             )
     return out
@@ -318,7 +355,11 @@ def build(cls: type, values: Mapping[str, Any], source: str = "config") -> Any:
     except ConfigError:
         raise
     except (TypeError, ValueError) as e:  # a dataclass's own validation
-        raise ConfigError(f"{source}: {e}") from None
+        message = str(e)
+        first, _, rest = message.partition(" ")
+        if first in specs and specs[first].old_names:  # "lam must be ..." says the option it was given as
+            message = f"--{specs[first].option.replace('_', '-')} ({first}) {rest}"
+        raise ConfigError(f"{source}: {message}") from None
 
 
 def check_reward_specs(values: Mapping[str, Any], source: str) -> None:
@@ -384,6 +425,85 @@ def check_keys(values: Mapping[str, Any], known: Iterable[str], source: str) -> 
             raise ConfigError(f"{source}: unknown option '{key}'.{hint}")
 
 
+def setting_names(cls: type) -> set[str]:
+    """Every name that sets a field of ``cls``: the field names and their option names."""
+    return {n for f in dataclasses.fields(cls) if f.init for n in (f.name, option_name(cls, f))}
+
+
+def resolve(values: Mapping[str, Any], classes: Iterable[type],
+            label: Callable[[str], str]) -> dict[str, Any]:
+    """``values`` keyed by field names: each option name (``kl_beta``, ``mismatch_correction``) becomes the
+    field it sets in ``classes`` (GRPOConfig's ``beta``); other keys stay as they are, for the checks to
+    name. Two spellings of one field in the same place are an error (``label(key)`` names each)."""
+    fields: set[str] = set()
+    by_option: dict[str, str] = {}
+    for cls in classes:
+        for f in dataclasses.fields(cls):
+            if f.init:
+                fields.add(f.name)
+                by_option.setdefault(option_name(cls, f), f.name)
+    out: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
+    for key, value in values.items():
+        target = key if key in fields else by_option.get(key, key)
+        if target in spelled:
+            raise ConfigError(f"{label(spelled[target])} and {label(key)} are one setting; give one of them")
+        out[target] = value
+        spelled[target] = key
+    return out
+
+
+def check_settings(values: Mapping[str, Any], algo: str, label: Callable[[str], str],
+                   source: str | None = None) -> None:
+    """Every key must set a field of AlignConfig or of ``algo``'s config: another algorithm's setting is an
+    error that says whose it is (not silently ignored); with ``source``, any other key is an unknown option
+    with the closest name. The one check of `raftkit align` and ``raftkit.align``."""
+    from raftkit import algorithms
+
+    found, _ = algorithms.load_algorithms()
+    if algo not in found:
+        return  # building AlignConfig says so, listing the algorithms
+    usable = setting_names(AlignConfig) | setting_names(found[algo].config)
+    for key in values:
+        owners = [a for a, info in found.items() if key not in usable and key in setting_names(info.config)]
+        if owners:
+            raise ConfigError(f"{label(key)} is a {'/'.join(owners)} setting; {algo} does not use it")
+    if source is not None:
+        check_keys(values, sorted(usable), source)
+
+
+Layer = tuple[Mapping[str, Any], Callable[[str], str] | None, str | None]
+
+
+def settle(layers: Iterable[Layer]) -> dict[str, Any]:
+    """Merge layers of settings, lowest priority first, into one mapping keyed by field names.
+
+    Each layer is (values, label, source): its option names become the fields they set in the algorithm
+    the layers choose (the last ``algo`` given), then, with a ``label`` (how to name a key in an error), a
+    setting of another algorithm is refused, and with a ``source``, an unknown key (``check_settings``).
+    Resolving layer by layer lets ``--kl-beta`` on the command line override a saved run's ``beta``.
+    """
+    from raftkit import algorithms
+
+    layers = list(layers)
+    algo = AlignConfig.algo
+    for values, _, _ in layers:
+        algo = values.get("algo", algo)
+    classes: list[type] = [AlignConfig]
+    found, _ = algorithms.load_algorithms()
+    if isinstance(algo, str) and algo in found:
+        classes.append(found[algo].config)
+    out: dict[str, Any] = {}
+    for values, label, source in layers:
+        named = label or (lambda key: f"'{key}'")
+        resolved = resolve(values, classes, named)
+        if label is not None:
+            # A key that resolved is usable; the others keep the spelling given, for the message.
+            check_settings(resolved, str(algo), named, source)
+        out.update(resolved)
+    return out
+
+
 def save_yaml(path: str | Path, values: Mapping[str, Any]) -> None:
     Path(path).write_text(yaml.safe_dump(dict(values), sort_keys=False, allow_unicode=True), encoding="utf-8")
 
@@ -413,8 +533,12 @@ def _short_name(class_name: str) -> str:
     return class_name.removesuffix("Config").lower()
 
 
-def click_option(spec: FieldSpec) -> click.Option:
-    """A click option for a field. Every option defaults to "not given", so a --config value can win."""
+def click_option(spec: FieldSpec, dest: str | None = None, hidden: bool = False) -> click.Option:
+    """A click option for a field. Every option defaults to "not given", so a --config value can win.
+
+    ``dest`` is the parameter name (default: the field's); the field's old name and TRL's names are extra
+    spellings that parse but stay out of the help's option column (the help text names them).
+    """
     base, _ = _unwrap_optional(spec.type)
     default = spec.default
     shown = ", ".join(map(str, default)) if isinstance(default, list | tuple) else default
@@ -423,29 +547,80 @@ def click_option(spec: FieldSpec) -> click.Option:
         shown = f"{_short_name(spec.owner.__name__)}: {shown}, {others}"
     from raftkit.trl_names import aliases_of
 
+    old = [f"--{n.replace('_', '-')}" for n in spec.old_names]
     # TRL's names for the field are more spellings of the same option, named once in its help.
     trl = [f"--{n.replace('_', '-')}" for n in aliases_of(spec.name)]
-    help_text = spec.doc + (f" (TRL: {', '.join(trl)})" if trl else "")
+    help_text = spec.doc + (f" (also {', '.join(old)})" if old else "")
+    help_text += f" (TRL: {', '.join(trl)})" if trl else ""
     help_text += f"  [default: {shown}]" if shown not in (None, "", []) else ""
     flag = spec.option.replace("_", "-")
+    # A field renamed in one algorithm but not in another (beta) keeps its old spelling as its own option.
+    spellings = trl + (old if dest is None or dest == spec.name else [])
+    name = dest or spec.name
+    common = {"help": help_text, "hidden": hidden}
     if base is bool:
-        return _Option([f"--{flag}/--no-{flag}", spec.name], trl, default=None, help=help_text)
+        return _Option([f"--{flag}/--no-{flag}", name], spellings, default=None, **common)
     if _is_sequence(base):
-        return _Option(
-            [f"--{flag}", spec.name],
-            trl,
-            multiple=True,
-            type=_click_type(spec.type),
-            help=help_text + " (repeatable)",
-        )
+        common["help"] = help_text + " (repeatable)"
+        return _Option([f"--{flag}", name], spellings, multiple=True, type=_click_type(spec.type), **common)
     return _Option(
-        [f"--{flag}", spec.name],
-        trl,
+        [f"--{flag}", name],
+        spellings,
         type=_click_type(spec.type),
         default=None,
         metavar=None if typing.get_origin(base) is Literal else _type_hint(spec.type),
-        help=help_text,
+        **common,
     )
+
+
+def option_specs(*classes: type) -> dict[str, FieldSpec]:
+    """One FieldSpec per option name over the classes: the first class's field, with the other classes'
+    defaults where they differ. Unlike ``fields_of`` it keeps apart one field name that is two options
+    (beta: --kl-beta in GRPO, --dpo-beta in online DPO)."""
+    out: dict[str, FieldSpec] = {}
+    for cls in classes:
+        for spec in fields_of(cls).values():
+            first = out.get(spec.option)
+            if first is None:
+                out[spec.option] = spec
+            elif spec.default != first.default:
+                out[spec.option] = dataclasses.replace(
+                    first, other_defaults=(*first.other_defaults, (spec.owner.__name__, spec.default)))
+    return out
+
+
+def config_params(classes: Iterable[type]) -> list[click.Option]:
+    """The click options of the classes' fields, one per option name.
+
+    An option that sets one field everywhere is stored under the field's name (``is_correction`` for
+    --mismatch-correction, its old spelling --is-correction parsing into it). An option that sets different
+    fields (--kl-beta: beta, rank_beta, kl_coef) is stored under its own name, for ``resolve`` to map onto
+    the chosen algorithm's field, and each of those fields' own names stays a hidden option of its own.
+    """
+    classes = list(classes)
+    specs = option_specs(*classes)
+    fields: dict[str, set[str]] = {}  # option name -> the field names it sets
+    options: dict[str, set[str]] = {}  # field name -> the option names that set it
+    for cls in classes:
+        for spec in fields_of(cls).values():
+            fields.setdefault(spec.option, set()).add(spec.name)
+            options.setdefault(spec.name, set()).add(spec.option)
+    params: list[click.Option] = []
+    alone: dict[str, FieldSpec] = {}  # field name -> its spec, for the fields that get an option of their own
+    for option, spec in specs.items():
+        names = fields[option]
+        if len(names) == 1 and options[next(iter(names))] == {option}:
+            params.append(click_option(spec))
+            continue
+        params.append(click_option(spec, dest=option))
+        for cls in classes:
+            for other in fields_of(cls).values():
+                if other.option == option and other.name != option:
+                    alone.setdefault(other.name, other)
+    for name, spec in alone.items():
+        plain = dataclasses.replace(spec, option=name, other_defaults=())
+        params.append(click_option(plain, hidden=True))
+    return params
 
 
 class _Option(click.Option):
@@ -495,10 +670,22 @@ class ConfigCommand(click.Command):
     def config_fields(self) -> dict[str, FieldSpec]:
         return fields_of(*self._classes())
 
-    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+    def config_classes(self) -> list[type]:
+        return list(self._classes())
+
+    def config_options(self) -> dict[str, str]:
+        """Each config parameter's name (a field or an option name) -> the option that sets it, --dashed."""
+        return {p.name: p.opts[0] for p in self._config_params() if p.name}
+
+    def _config_params(self) -> list[click.Option]:
         if not self._loaded:
             self._loaded = True
-            self.params.extend(click_option(s) for s in self.config_fields().values())
+            self._generated = config_params(self._classes())
+            self.params.extend(self._generated)
+        return self._generated
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        self._config_params()
         return super().get_params(ctx)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -191,19 +192,133 @@ def test_align_reports_config_errors_without_a_traceback(tmp_path):
     assert result.exit_code == 2 and "contradict" in result.output
 
 
-def test_configuration_docs_list_every_option_of_every_algorithm():
-    """docs/configuration.md is printed by scripts/config_tables.py; a new field must reach it."""
-    from pathlib import Path
-
+def test_configuration_docs_are_generated_from_the_configs():
+    """docs/configuration.md's tables are what `python -m raftkit.cli.docgen` generates, so every field of
+    every algorithm is there with its help text; the prose around them is kept."""
     from raftkit import algorithms
-    from raftkit.config import AlignConfig, fields_of
+    from raftkit.cli import docgen
+    from raftkit.config import AlignConfig, option_specs
 
-    text = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text(encoding="utf-8")
+    text = docgen.DOCS.read_text(encoding="utf-8")
+    assert docgen.updated(text) == text, "stale docs: python -m raftkit.cli.docgen --write"
+    assert docgen.main(["--check"]) == 0
     found, _ = algorithms.load_algorithms()
     for cls in (AlignConfig, *(info.config for info in found.values())):
-        for spec in fields_of(cls).values():
-            assert f"`--{spec.option.replace('_', '-')}`" in text, f"{cls.__name__}.{spec.name} undocumented"
-        assert cls is AlignConfig or f"({cls.__name__}," in text
+        for option in option_specs(cls):
+            assert f"`--{option.replace('_', '-')}`" in text, f"{cls.__name__}: --{option} undocumented"
+    assert "## Where values come from" in text  # the hand-written part survives --write
+    # a table edited by hand (or a docstring changed without --write) is stale; --write restores it
+    stale = text.replace("| `--dpo-beta` (or `--beta`) |", "| `--beta` |")
+    assert stale != text and docgen.updated(stale) == text
+
+
+# --------------------------------------------------------------------------- clear names
+
+
+def _settle(algo, *layers):
+    from raftkit.config import settle
+
+    return settle([(values, (lambda key: f"--{key}"), None) for values in layers[:-1]]
+                  + [({**layers[-1], "algo": algo}, lambda key: f"--{key}", None)])
+
+
+@pytest.mark.parametrize(("algo", "given", "field"), [
+    ("grpo", "kl_beta", "beta"), ("ppo", "kl_beta", "kl_coef"), ("raft", "kl_beta", "rank_beta"),
+    ("online_dpo", "dpo_beta", "beta"), ("grpo", "passes_per_batch", "num_iterations"),
+    ("raft", "passes_per_batch", "epochs_per_iteration"), ("ppo", "gae_lambda", "lam"),
+    ("reinforce_rej", "mismatch_correction", "is_correction"), ("raftpp", "mismatch_cap", "is_cap"),
+])
+def test_a_clear_name_sets_the_algorithms_own_field(algo, given, field):
+    from raftkit.api import build_configs
+
+    value = {"mismatch_correction": "token_mask", "gae_lambda": 0.5}.get(given, 2)
+    values = _settle(algo, {given: value})
+    assert values == {field: value, "algo": algo}
+    assert getattr(build_configs({**values, "rewards": ["emoji"]})[1], field) == value
+    if given == "gae_lambda":  # the algorithm's own check names the option too
+        with pytest.raises(ConfigError, match=r"options: --gae-lambda \(lam\) must be in \[0, 1\], got 2"):
+            build_configs({**_settle(algo, {given: 2}), "rewards": ["emoji"]})
+
+
+def test_old_names_still_work_and_a_later_layer_wins_by_either_name():
+    # the field names (a saved config.yaml, an older --config file) stay settings of their own
+    assert _settle("grpo", {"beta": 0.1, "num_iterations": 2}) == {"beta": 0.1, "num_iterations": 2,
+                                                                  "algo": "grpo"}
+    # a saved run's old key, then a new name on the command line: the command line wins
+    saved = {"beta": 0.1, "is_correction": "none", "k": 4}
+    assert _settle("grpo", saved, {"kl_beta": 0.3}) == {"beta": 0.3, "is_correction": "none", "k": 4,
+                                                        "algo": "grpo"}
+    with pytest.raises(ConfigError, match=r"--beta and --kl_beta are one setting; give one of them"):
+        _settle("grpo", {"beta": 0.1, "kl_beta": 0.2})
+    with pytest.raises(ConfigError, match=r"--kl_beta is a raft/raftpp/reinforce_rej/grpo/ppo setting; "
+                                          r"online_dpo does not use it"):
+        _settle("online_dpo", {"kl_beta": 0.2})
+    with pytest.raises(ConfigError, match=r"--dpo_beta is a online_dpo setting; grpo does not use it"):
+        _settle("grpo", {"dpo_beta": 0.2})
+
+
+def test_clear_names_on_the_command_line_and_in_a_config_file(tmp_path):
+    from raftkit.cli import main
+
+    runner = CliRunner()
+
+    def run(*args):  # the run fails at the unknown reward, after every option was read and checked
+        return runner.invoke(main, ["align", "--reward", "no_such_reward", "--output", str(tmp_path / "r"),
+                                    *args])
+
+    for args in (["--algo", "grpo", "--kl-beta", "0.1", "--passes-per-batch", "2",
+                  "--mismatch-correction", "token_mask", "--mismatch-cap", "2"],
+                 ["--algo", "grpo", "--beta", "0.1", "--num-iterations", "2", "--is-correction", "none",
+                  "--is-cap", "2"],
+                 ["--algo", "online_dpo", "--dpo-beta", "0.2"], ["--algo", "online_dpo", "--beta", "0.2"],
+                 ["--algo", "ppo", "--kl-beta", "0.1", "--gae-lambda", "0.9", "--passes-per-batch", "1"],
+                 ["--algo", "ppo", "--kl-coef", "0.1", "--lam", "0.9"],
+                 ["--kl-beta", "0.1", "--passes-per-batch", "1"], ["--rank-beta", "0.1"]):
+        result = run(*args)
+        assert "unknown reward or filter 'no_such_reward'" in result.output, (args, result.output)
+    result = run("--algo", "online_dpo", "--kl-beta", "0.1")
+    assert result.exit_code == 1
+    assert ("--kl-beta is a raft/raftpp/reinforce_rej/grpo/ppo setting; online_dpo does not use it"
+            in result.output)
+    result = run("--algo", "grpo", "--kl-beta", "0.1", "--beta", "0.2")
+    assert result.exit_code == 1
+    assert re.search(r"--(kl-)?beta and --(kl-)?beta are one setting; give one of them", result.output)
+    cfg = tmp_path / "new.yaml"
+    cfg.write_text("algo: ppo\nkl_beta: 0.1\ngae_lambda: 0.9\npasses_per_batch: 3\n")
+    assert "no_such_reward" in run("--config", str(cfg)).output
+    cfg.write_text("algo: ppo\nkl_beta: 0.1\nkl_coef: 0.2\n")
+    result = run("--config", str(cfg))
+    assert result.exit_code == 1
+    assert f"--config {cfg}: 'kl_beta' and --config {cfg}: 'kl_coef' are one setting" in result.output
+
+
+def test_align_help_is_grouped_and_shows_the_chosen_algorithms_settings():
+    from raftkit.cli import main
+    from raftkit.cli.options import GROUPS
+
+    runner = CliRunner(env={"COLUMNS": "100"})
+    grpo = runner.invoke(main, ["align", "--algo", "grpo", "--help"]).output
+    for heading in ("Run:", "Model and data:", "Sampling:", "Rewards:", "Evaluation:",
+                    "grpo settings (--algo grpo):"):
+        assert f"\n{heading}\n" in grpo, heading
+    assert grpo.index("Sampling:") < grpo.index("--top-p") < grpo.index("Rewards:") < grpo.index("--filter")
+    for shown in ("--kl-beta", "--passes-per-batch", "--mismatch-correction", "--scale-rewards",
+                  "(also --beta)", "--resume", "--no-filters"):
+        assert shown in grpo, shown
+    # other algorithms' settings and old spellings are not listed as options
+    for hidden in ("--ranking", "--gae-lambda", "--dpo-beta", "--epochs-per-iteration", "  --beta",
+                   "  --is-correction"):
+        assert hidden not in grpo, hidden
+    assert "Other algorithms: raft, raftpp, reinforce_rej, online_dpo, ppo." in " ".join(grpo.split())
+    plain = runner.invoke(main, ["align", "--help"]).output
+    assert "raft settings (--algo raft):" in plain and "--ranking" in plain and "--scale-rewards" not in plain
+    assert "raftkit align --algo NAME --help" in " ".join(plain.split())
+    assert "--dpo-beta" in runner.invoke(main, ["align", "--algo=online_dpo", "--help"]).output
+    result = runner.invoke(main, ["align", "--algo", "nope", "--help"])
+    assert result.exit_code == 2 and "unknown algorithm 'nope'" in result.output
+    # every shared field has its group
+    grouped = {n for names in GROUPS.values() for n in names}
+    assert [f for f in fields_of(AlignConfig) if f not in grouped] == []
 
 
 # --------------------------------------------------------------------------- TRL's names

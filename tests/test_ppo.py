@@ -217,8 +217,9 @@ def test_config_registry_and_options():
                        ({"cliprange_value": 0}, "cliprange_value"), ({"kl_coef": -1}, "kl_coef")):
         with pytest.raises(ValueError, match=match):
             PPOConfig(**bad)
-    help_text = CliRunner().invoke(main, ["align", "--help"]).output
-    for option in ("--kl-coef", "--vf-coef", "--cliprange-value", "--gamma", "--lam", "--whiten-advantages"):
+    help_text = CliRunner().invoke(main, ["align", "--algo", "ppo", "--help"]).output
+    for option in ("--kl-beta", "--vf-coef", "--cliprange-value", "--gamma", "--gae-lambda",
+                   "--whiten-advantages", "(also --kl-coef)", "(also --lam)"):
         assert option in help_text
 
 

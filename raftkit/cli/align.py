@@ -7,15 +7,14 @@ Priority: defaults < --config FILE < flags.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from raftkit.api import build_configs
-from raftkit.config import AlignConfig, ConfigCommand, ConfigError, check_keys, cli_values, load_file
+from raftkit.cli.options import AlignCommand
+from raftkit.config import AlignConfig, ConfigError, check_keys, cli_values, load_file, settle
 from raftkit.trl_names import REWARD_WEIGHTS, fold_reward_weights, translate
 
 
@@ -27,20 +26,11 @@ def _config_classes() -> list[type]:
     return [AlignConfig, *(info.config for info in found.values())]
 
 
-def _algorithm_config_class(algo: str) -> type:
-    from raftkit import algorithms
-
-    try:
-        return algorithms.get(algo).config
-    except algorithms.AlgorithmError as e:
-        raise click.ClickException(f"--algo: {e}") from None
-
-
 EPILOG = """\b
 Examples:
   raftkit align --reward emoji --reward length
   raftkit align --reward emoji --reward length:target=30 --iterations 20 --k 8
-  raftkit align --algo grpo --reward emoji --reward length --beta 0.04
+  raftkit align --algo grpo --reward emoji --reward length --kl-beta 0.04
   raftkit align --config my-run.yaml --lr 1e-5       # flags override the file
   raftkit align --resume runs/latest                 # continue a stopped or crashed run
   raftkit align --algo grpo --num-generations 4 --max-completion-length 32 --learning-rate 1e-5 \\
@@ -48,7 +38,7 @@ Examples:
 """
 
 
-@click.command("align", cls=ConfigCommand, classes=_config_classes, epilog=EPILOG)
+@click.command("align", cls=AlignCommand, classes=_config_classes, epilog=EPILOG)
 @click.option(
     "--config",
     "config_file",
@@ -97,33 +87,37 @@ def command(
     from raftkit import loop
     from raftkit.runs import rundir
 
-    assert isinstance(ctx.command, ConfigCommand)
+    assert isinstance(ctx.command, AlignCommand)
     if restart and resume_dir is None:
         raise click.UsageError("--restart goes with --resume RUN_DIR")
-    fields = ctx.command.config_fields()
+    flags = ctx.command.config_options()  # parameter name -> its option
+    # Keys a file may hold: field names (as RUN_DIR/config.yaml has them) and option names (kl_beta).
+    known = sorted({*ctx.command.config_fields(), *(f[2:].replace("-", "_") for f in flags.values())})
     try:
-        values: dict[str, Any] = {}
+        saved: dict[str, Any] = {}
         from_file: dict[str, Any] = {}
         if resume_dir is not None:
             rundir.check_resumable(resume_dir)
             saved = load_file(resume_dir / "config.yaml")
-            check_keys(saved, fields, str(resume_dir / "config.yaml"))
-            values.update(saved)
+            check_keys(saved, known, str(resume_dir / "config.yaml"))
         weights = None
         if config_file is not None:
             # A config written for TRL's GRPOConfig reads too: its names become raftkit's.
             from_file = translate(load_file(config_file), f"--config {config_file}",
-                                  known=fields.__contains__,
+                                  known=known.__contains__,
                                   warn=lambda message: click.echo(f"warning: {message}", err=True))
             weights = from_file.pop(REWARD_WEIGHTS, None)
-            check_keys(from_file, fields, f"--config {config_file}")
-            values.update(from_file)
-        given = cli_values(ctx, fields)
+            check_keys(from_file, known, f"--config {config_file}")
+        given = cli_values(ctx, flags)
         if no_filters:
             if given.get("filters"):
                 raise click.UsageError("--no-filters and --filter contradict each other; pass one of them")
             given["filters"] = []
-        values.update(given)
+        # Old and new names alike become the chosen algorithm's fields; another algorithm's setting is an
+        # error naming whose it is (the same check as raftkit.align's).
+        values = settle([(saved, None, None),
+                         (from_file, lambda key: f"--config {config_file}: '{key}'", None),
+                         (given, lambda key: flags.get(key, f"--{key.replace('_', '-')}"), None)])
         if reward_weights:
             weights = ",".join(reward_weights)
         if weights is not None:
@@ -131,8 +125,6 @@ def command(
             fold_reward_weights(values, "--reward-weights" if reward_weights else f"--config {config_file}")
         source = f"--config {config_file}" if config_file else "options"
         cfg, algo_cfg = build_configs(values, source)  # the same builder as raftkit.align
-        _check_algorithm_options(given, cfg.algo, lambda name: f"--{fields[name].option.replace('_', '-')}")
-        _check_algorithm_options(from_file, cfg.algo, lambda name: f"--config {config_file}: '{name}'")
     except (ConfigError, rundir.RunDirError) as e:
         raise click.ClickException(str(e)) from None
 
@@ -141,21 +133,6 @@ def command(
     else:
         run_dir = Path(cfg.output) if cfg.output else loop.default_run_dir(cfg.algo)
     _run(cfg, algo_cfg, run_dir, resume=resume_dir is not None, restart=restart, verbose=verbose)
-
-
-def _check_algorithm_options(values: dict[str, Any], algo: str, label: Callable[[str], str]) -> None:
-    """An option that only other algorithms have is an error, not silently ignored."""
-    from raftkit import algorithms
-
-    def names(cls: type) -> set[str]:
-        return {f.name for f in dataclasses.fields(cls)}
-
-    usable = names(AlignConfig) | names(_algorithm_config_class(algo))
-    found, _ = algorithms.load_algorithms()
-    for name in values:
-        if name not in usable:
-            owners = [a for a, info in found.items() if name in names(info.config)]
-            raise ConfigError(f"{label(name)} is a {'/'.join(owners)} setting; {algo} does not use it")
 
 
 def _run(cfg: AlignConfig, algo_cfg: Any, run_dir: Path, resume: bool, restart: bool = False,
