@@ -524,6 +524,7 @@ def run(
             trackers.close()
         if previous_sigterm is not None:
             signal.signal(signal.SIGTERM, previous_sigterm)
+        rundir.release_lock(root)  # however the run ended, another process may now continue it
 
 
 def _stop_on_sigterm() -> Any:

@@ -735,3 +735,20 @@ def test_a_finished_run_is_never_rewritten_and_extending_it_keeps_its_evaluation
     assert now["before"] == first["before"] and "after" in now
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "finished" and info["last_iteration"] == 2
+
+
+def test_a_resume_that_fails_while_starting_leaves_the_run_unlocked(tmp_path, monkeypatch):
+    root = tmp_path / "run"
+    cfg, algo = _tiny_run(_fake_model(tmp_path), root, iterations=4)
+    RunWriter.create(root, to_dict(cfg, algo), "raft").commit_iteration(1, {"reward/total/mean": 0.5})
+    _fake_checkpoint(rundir.checkpoint_path(root), 1)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the tracker cannot start")
+
+    monkeypatch.setattr(loop, "Trackers", broken)
+    with pytest.raises(loop.RunError, match="the tracker cannot start"):
+        loop.run(cfg, algo, root, resume=True, console=Console(quiet=True))
+    holder = _hold_lock_elsewhere(root)  # another process may continue it at once
+    holder.kill()
+    holder.wait()
