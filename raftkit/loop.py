@@ -326,7 +326,11 @@ def run(
     config_dict = to_dict(cfg, algo_cfg)
     writer: rundir.RunWriter | None = None
     if resume and distributed.is_main():
-        prepare_resume(root, config_dict, restart, console)
+        try:
+            prepare_resume(root, config_dict, restart, console)
+        except BaseException:
+            rundir.release_lock(root)  # refused: nothing is being written
+            raise
     elif distributed.is_main():
         writer = rundir.RunWriter.create(root, config_dict, cfg.algo)
         if root.parent.name == "runs":

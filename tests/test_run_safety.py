@@ -611,6 +611,9 @@ def test_resuming_a_finished_run_changes_nothing_and_says_so(tmp_path):
     assert f"--resume {root}: the run is finished (3 iterations); nothing was changed" in result.output
     assert "--iterations 6" in result.output
     assert _snapshot(root) == before
+    holder = _hold_lock_elsewhere(root)  # a refused resume holds no lock
+    holder.kill()
+    holder.wait()
 
 
 def test_extending_a_finished_run_keeps_its_evaluation_beside_the_new_one(tmp_path):
