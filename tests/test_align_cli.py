@@ -33,7 +33,7 @@ TINY = [
     "1",
     "--micro-batch-size",
     "2",
-    "--epochs-per-iteration",
+    "--passes-per-batch",  # RAFT's epochs_per_iteration, by its clear name
     "1",
     "--reward",
     "emoji",
@@ -112,6 +112,9 @@ def test_align_writes_a_complete_run_and_resumes_after_a_kill(tiny_model_path, t
     # --- the config round trip: the saved file is a valid --config, and holds what was asked
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["k"] == 2 and saved["rewards"] == ["emoji", "length"] and saved["ranking"] == "local"
+    # config.yaml records field names, the keys runs saved before the clear names have: the resumes
+    # below read such a file
+    assert saved["epochs_per_iteration"] == 1 and "passes_per_batch" not in saved
 
     # --- a kill mid-iteration 3: a partial iteration folder, a half-written metrics line, status running
     before = [m["time"] for m in metrics]

@@ -292,6 +292,22 @@ def test_clear_names_on_the_command_line_and_in_a_config_file(tmp_path):
     assert f"--config {cfg}: 'kl_beta' and --config {cfg}: 'kl_coef' are one setting" in result.output
 
 
+def test_raftkit_align_takes_clear_names_and_field_names(tmp_path):
+    import raftkit
+
+    reward = "length"
+    # Each value reaches its field (the field's own check fires) before any run directory exists.
+    with pytest.raises(ConfigError, match=r"align: --passes-per-batch \(num_iterations\) must be >= 1"):
+        raftkit.align([reward], algo="grpo", passes_per_batch=0, output=tmp_path / "r")
+    with pytest.raises(ConfigError, match=r"raftkit.align: --kl-beta \(kl_coef\) must be a finite number"):
+        raftkit.align([reward], algo="ppo", kl_beta=-1.0, output=tmp_path / "r")
+    with pytest.raises(ConfigError, match=r"raftkit.align: --dpo-beta \(beta\) must be a finite number > 0"):
+        raftkit.align([reward], algo="online_dpo", beta=0.0, output=tmp_path / "r")
+    with pytest.raises(ConfigError, match=r"align: 'kl_beta' is a .*ppo setting; online_dpo does not"):
+        raftkit.align([reward], algo="online_dpo", kl_beta=0.1, output=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
 def test_align_help_is_grouped_and_shows_the_chosen_algorithms_settings():
     from raftkit.cli import main
     from raftkit.cli.options import GROUPS
