@@ -180,7 +180,9 @@ def at_least(cfg: Any, name: str, low: float) -> None:
     """Raise a ConfigError naming the option when ``cfg.name`` is below ``low``."""
     value = getattr(cfg, name)
     if value < low:
-        raise ConfigError(f"--{name.replace('_', '-')} must be at least {low}, got {value}")
+        f = next((f for f in dataclasses.fields(cfg) if f.name == name), None)
+        option = option_name(type(cfg), f) if f is not None else name
+        raise ConfigError(f"--{option.replace('_', '-')} must be at least {low}, got {value}")
 
 
 # --------------------------------------------------------------------------- reading the dataclasses

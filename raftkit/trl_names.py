@@ -78,7 +78,7 @@ _SERVER = "used only in TRL's vLLM server mode; raftkit runs vLLM in its own pro
 _NO_LOSS = "used only by TRL's sapo/vespo losses; raftkit's losses are grpo, dr_grpo and dapo (--loss-type)"
 _ADAPTIVE = "used only with use_adaptive_entropy, which raftkit does not have"
 _STEPS = ("TRL counts optimiser steps or epochs; raftkit counts iterations (sample, score, update): "
-          "use --iterations (GRPO takes --mini-batches x --num-iterations optimiser steps per iteration)")
+          "use --iterations (GRPO takes --mini-batches x --passes-per-batch optimiser steps per iteration)")
 
 TRL_NAMES: dict[str, TrlName] = {
     # ---- other spellings of raftkit fields
@@ -163,9 +163,9 @@ TRL_NAMES: dict[str, TrlName] = {
     "vespo_k_neg": _ignored(_NO_LOSS),
     "vespo_lambda_neg": _ignored(_NO_LOSS),
     "vllm_importance_sampling_clip_min": _only(None, why="raftkit's mismatch correction has an upper "
-                                                         "bound only (--is-cap)"),
+                                                         "bound only (--mismatch-cap)"),
     "off_policy_mask_threshold": _only(None, why="raftkit does not mask off-policy sequences"),
-    "use_bias_correction_kl": _only(False, why="raftkit's KL term (--beta) is not weighted by the "
+    "use_bias_correction_kl": _only(False, why="raftkit's KL term (--kl-beta) is not weighted by the "
                                                "importance ratio; leave the key out"),
     "max_tool_calling_iterations": _only(None, why="raftkit samples single-turn completions (no tools)"),
     # ---- logging

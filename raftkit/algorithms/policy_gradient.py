@@ -9,7 +9,8 @@ the starting model, one of three loss aggregations, and two importance weights o
   completions of x; their tokens are weighted by ``min(max(π_old/μ, floor), cap)``
   (``losses.importance_weights``) where the algorithm asks for it;
 - **sampler/trainer mismatch** (the policy's own samples): the sampler's log-probs differ slightly from the
-  trainer's, so ``--is-correction`` weights or masks by ``π_old/π_sampler`` (``correction``), as TRL does.
+  trainer's, so ``--mismatch-correction`` weights or masks by ``π_old/π_sampler`` (``correction``), as TRL
+  does.
 
 The math lives in ``losses`` and ``correction`` as pure, hand-tested functions.
 """
@@ -78,9 +79,9 @@ class PolicyGradientConfig:
         "token_truncate"
     )
     """Sampler/trainer mismatch correction of the policy's own samples by π_old/π_sampler: truncate the
-    ratio at --is-cap or mask (zero) what exceeds it, per token or per sequence; none turns it off."""
+    ratio at --mismatch-cap or mask (zero) what exceeds it, per token or per sequence; none turns it off."""
     is_cap: float = 3.0
-    """Cap of the mismatch ratio (--is-correction)."""
+    """Cap of the mismatch ratio (--mismatch-correction)."""
     explore_hint: str = "auto"
     """Text appended to the prompt for the exploration samples; 'auto' builds it from the rewards
     (length: 'Answer in one short sentence.', emoji: 'Use emojis 😊.'), '' turns exploration off."""
