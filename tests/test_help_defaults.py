@@ -52,3 +52,25 @@ def test_top_level_help_lists_every_built_in_algorithm():
     assert result.exit_code == 0
     for name in BUILT_IN:
         assert re.search(rf"\b{name}\b", result.output), name
+
+
+def test_each_algorithms_help_shows_its_own_options_and_defaults():
+    """`raftkit align --algo NAME --help` lists every option of NAME's config with NAME's default (a field
+    that several algorithms share has a default of its own in each)."""
+    from raftkit.config import option_specs
+
+    found, _ = algorithms.load_algorithms()
+    shared = set(option_specs(AlignConfig))
+    for name in BUILT_IN:
+        text = " ".join(CliRunner(env={"COLUMNS": "250"}).invoke(main, ["align", "--algo", name, "--help"])
+                        .output.split())
+        section = text.split(f"{name} settings (--algo {name}):")[1].split("Other algorithms:")[0]
+        for option, spec in option_specs(found[name].config).items():
+            if option in shared:
+                continue
+            flag = f"--{option.replace('_', '-')}"
+            row = rf"(?<![\w-]){flag} (?:FLOAT|INT|TEXT|\[|/)"  # its row, not a mention in a help text
+            assert re.search(row, section), (name, option)
+            if spec.default not in (None, ""):  # the first default after the option is its own
+                shown = re.search(rf"{row}.*?\[default: ([^\]]*)\]", section).group(1)
+                assert shown == str(spec.default), (name, option, shown)
