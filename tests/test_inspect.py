@@ -432,3 +432,76 @@ def test_summary_shows_the_reward_hacking_alarm(run):
     out = invoke(str(run)).output
     assert "reward hacking?" in out and "fell from 62% to 18%" in out
     assert "accuracy" in out  # the accuracy row is in the eval table too
+
+
+# --------------------------------------------------------------------------- the terminal's width
+
+
+def wide_run(root: Path) -> Path:
+    """A run whose metrics fill a very wide table: three rewards with selected means, four filters, the
+    algorithm's own numbers, a KL and a learning rate too small for three decimals."""
+    names = ["emoji", "length:target=120", "answer_match"]
+    filters = ["stray_hash", "emoticon_flood", "self_dialogue", "repetition_loop"]
+    w = RunWriter.create(root, {"algo": "raft", "model": "tiny", "rewards": names, "filters": filters,
+                                "k": 2, "prompts_per_iteration": 3, "iterations": 2}, "raft")
+    for it in (1, 2):
+        rolls = [rollout(it, row, k, f"Answer {row} " + "word " * 60 + ":) " * k)
+                 for row in range(3) for k in range(2)]
+        w.write_iteration(it, rolls)
+        m = {"reward": 0.25 * it, "reward_std": 0.125, "explore/reward": 0.5,
+             "length/chars_mean": 123.0, "completions/mean_length": 40.0, "distinct_2": 0.5,
+             "loss": 0.5 / it, "kl": 0.00001, "value_loss": 1.25, "clip_ratio/region_mean": 0.0625,
+             "n_selected": 3, "time/iteration": 2.5, "filter/any/rate": 0.5}
+        for n in names:
+            m[f"rewards/{n}/mean"], m[f"selected/rewards/{n}/mean"] = 0.125 * it, 0.75
+        for f in filters:
+            m[f"filter/{f}/rate"] = 0.25
+        w.commit_iteration(it, m)
+    w.finish()
+    return root
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_summary_fits_the_terminal_and_keeps_the_essentials(tmp_path, width):
+    root = wide_run(tmp_path / "run")
+    result = CliRunner().invoke(main, ["inspect", str(root)], env={"COLUMNS": str(width)})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(map(len, lines)) <= width, "\n".join(x for x in lines if len(x) > width)
+    out = result.stdout
+    # The essentials: iteration, reward, each reward's mean, loss, the degenerate share (filter/any).
+    for header in ("iter", "reward", "emoji", "answer_match", "loss", "degen"):
+        assert header in out, header
+    assert "0.250/" in out or "0.250" in out  # iteration 2's total reward
+    if width == 80:
+        assert "left out:" in out and "--json" in out  # what did not fit, and where to see it
+    else:
+        assert "left out:" not in out or "--json" in out
+
+
+def test_small_numbers_stay_readable(tmp_path):
+    root = wide_run(tmp_path / "run")
+    result = CliRunner().invoke(main, ["inspect", str(root)], env={"COLUMNS": "250"})
+    assert "1e-05" in result.stdout  # the KL, which three decimals print as 0.000
+    from raftkit.runs.metrics import summary_line
+
+    line = summary_line(2, 2, {"reward": 0.5, "kl": 0.00001, "loss": 0.0000025, "length/chars_mean": 12.0,
+                               "distinct_2": 0.5, "time/iteration": 1.0}, [])
+    assert "kl 1e-05" in line and "loss 2.5e-06" in line and "0.0000" not in line
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_worst_rollouts_fit_and_come_worst_first(tmp_path, width):
+    root = wide_run(tmp_path / "run")
+    result = CliRunner().invoke(main, ["inspect", str(root), "-i", "2", "--worst", "3"],
+                                env={"COLUMNS": str(width)})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(map(len, lines)) <= width, "\n".join(x for x in lines if len(x) > width)
+    # Every sample has ':)' only when k == 1: those score emoji 0.25, the k == 0 ones 0 -> worst first.
+    data = as_json(root, "-i", "2", "--worst", "3")
+    totals = [r["total"] for r in data["rollouts"]]
+    assert totals == sorted(totals) and totals[0] == min(totals)
+    for name in ("total", "emoji"):
+        assert name in result.stdout
+    assert "[+" in result.stdout or "word" in result.stdout  # the completion is shown, folded not cut

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from raftkit import highlight
-from raftkit.runs import rolloutview, runview
+from raftkit.runs import numfmt, rolloutview, runview
 from raftkit.runs.metric_names import reward_key
 from raftkit.runs.rundir import BadLine
 
@@ -67,37 +69,16 @@ def warn(err: Console, problems: list[Any], limit: int = 10) -> None:
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return str(v)
-        if digits > 0 and abs(v) >= 1e5:
-            return f"{v:.{digits - 1}e}"
-        return f"{v:.{digits}f}"
-    return str(v)
+    return numfmt.fmt(v, digits)
 
 
 def _pct(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:.0f}%" if v >= 0.1 or v == 0 else f"{100 * v:.1f}%"
 
 
-def _print_wide(out: Console, renderable: Any) -> None:
-    """Print a table at its natural width when the output is not a terminal (a file keeps every digit)."""
-    if out.is_terminal:
-        out.print(renderable)
-        return
-    need = out.measure(renderable, options=out.options.update_width(10_000)).maximum
-    width = out.width
-    out.width = max(width, min(need, 1_000))
-    try:
-        out.print(renderable)
-    finally:
-        out.width = width
+def natural_width(out: Console, renderable: Any) -> int:
+    """The width ``renderable`` takes when nothing limits it."""
+    return out.measure(renderable, options=out.options.update_width(10_000)).maximum
 
 
 # --------------------------------------------------------------------------- the run summary
@@ -118,7 +99,10 @@ def show_summary(out: Console, s: runview.RunSummary, as_json: bool) -> None:
     if not s.metrics:
         out.print(Text("  no iteration has completed yet", style="yellow"))
     else:
-        _print_wide(out, _iterations_table(s))
+        table, dropped = _iterations_table(s, out)
+        out.print(table)
+        if dropped:
+            out.print(left_out_note(dropped))
         total = s.series(s.total_key)
         if any(v is not None for v in total):
             sel = s.series(reward_key("total", "selected_mean"))
@@ -135,10 +119,10 @@ def show_summary(out: Console, s: runview.RunSummary, as_json: bool) -> None:
     rows = runview.eval_rows(s.eval)
     if rows:
         t = Table(title="evaluation (eval.json)", title_justify="left", show_edge=False)
-        t.add_column("metric")
-        t.add_column("before", justify="right")
-        t.add_column("after", justify="right")
-        t.add_column("change", justify="right")
+        t.add_column("metric", overflow="fold")
+        t.add_column("before", justify="right", overflow="fold")
+        t.add_column("after", justify="right", overflow="fold")
+        t.add_column("change", justify="right", overflow="fold")
         for r in rows:
             d = r["delta"]
             t.add_row(visible(r["key"]), _fmt(r["before"]), _fmt(r["after"]),
@@ -152,13 +136,24 @@ def show_summary(out: Console, s: runview.RunSummary, as_json: bool) -> None:
         out.print(Text("reward hacking? " + " ".join(f"• {a}" for a in alarms), style="bold red"))
 
 
-def _iterations_table(s: runview.RunSummary) -> Table:
-    g = s.groups
-    t = Table(show_edge=False, pad_edge=False, header_style="bold")
-    t.add_column("iter", justify="right")
-    cols: list[tuple[str, Any]] = []
+@dataclass
+class _Col:
+    header: str
+    cell: Callable[[dict[str, Any]], str]
+    rank: int  # what goes first when the table is too wide: the highest rank (0: always kept)
+    name: str = ""  # how the note on left-out columns calls it
 
-    def pair(name: str):
+    def __post_init__(self) -> None:
+        self.name = self.name or self.header.replace("\n", " ")
+
+
+def _iteration_columns(s: runview.RunSummary) -> list[_Col]:
+    """Every column the run's metrics can fill, in display order, each ranked by how much it matters:
+    iteration, reward, each reward's mean, loss and the degenerate share come first."""
+    g = s.groups
+    cols: list[_Col] = [_Col("iter", lambda m: str(m["iteration"]), 0)]
+
+    def pair(name: str) -> Callable[[dict[str, Any]], str]:
         # The policy's own samples (metrics.py's reward_metrics), then RAFT's selected ones where recorded.
         stats = g.reward_stats.get(name, [])
         mean_key, sel_key = reward_key(name, "mean"), reward_key(name, "selected_mean")
@@ -166,47 +161,84 @@ def _iterations_table(s: runview.RunSummary) -> Table:
             return lambda m: f"{_fmt(runview.number(m.get(mean_key)))}/{_fmt(runview.number(m.get(sel_key)))}"
         return lambda m: _fmt(runview.number(m.get(mean_key)))
 
+    def raw(key: str, digits: int = 3) -> Callable[[dict[str, Any]], str]:
+        # An int count stays an int; a non-number shows as a dash.
+        return lambda m: _fmt(m.get(key) if runview.number(m.get(key)) is not None else None, digits)
+
     any_selected = any("selected_mean" in v for v in g.reward_stats.values())
     suffix = "\n/sel" if any_selected else ""
     if g.has_total:
-        cols.append((f"reward{suffix}", pair("total")))
+        cols.append(_Col(f"reward{suffix}", pair("total"), 0, "reward"))
     present = set().union(*(m.keys() for m in s.metrics))
     if "reward_std" in present:
-        cols.append(("reward\nstd", lambda m: _fmt(runview.number(m.get("reward_std")))))
+        cols.append(_Col("reward\nstd", raw("reward_std"), 4))
     for name in g.rewards:
-        cols.append((f"{name}{suffix}", pair(name)))
+        cols.append(_Col(f"{visible(name)}{suffix}", pair(name), 1, visible(name)))
     if "explore/reward" in present:  # the hinted samples, apart from the policy's own
-        cols.append(("explore\nreward", lambda m: _fmt(runview.number(m.get("explore/reward")))))
+        cols.append(_Col("explore\nreward", raw("explore/reward"), 5))
     if "length/chars_mean" in present or "completions/mean_length" in present:
-        def length(m):
+        def length(m: dict[str, Any]) -> str:
             c = runview.number(m.get("length/chars_mean"))
             k = runview.number(m.get("completions/mean_length"))
             return f"{_fmt(c, 0) if c is not None else '–'}" + (f" ({k:.0f}t)" if k is not None else "")
-        cols.append(("length\nchars", length))
+        cols.append(_Col("length\nchars", length, 3, "length"))
     if "distinct_2" in present:
-        cols.append(("dist-2", lambda m: _fmt(runview.number(m.get("distinct_2")), 2)))
+        cols.append(_Col("dist-2", raw("distinct_2", 2), 4))
     for f in g.filters:
         key = f"filter/{f}/rate"
-        cols.append((f"{f}\nhit %", lambda m, key=key: _pct(runview.number(m.get(key)))))
-    for key, label in (("kl", "kl"), ("loss", "loss"), ("value_loss", "v loss"),
-                       ("clip_ratio/region_mean", "clip"), ("n_selected", "n sel")):
+        # filter/any/rate is the degenerate share (any filter hit): kept; each filter's own rate may go.
+        header = "degen\n%" if f == "any" else f"{visible(f)}\nhit %"
+        cols.append(_Col(header, lambda m, key=key: _pct(runview.number(m.get(key))), 1 if f == "any" else 3,
+                         "degenerate share" if f == "any" else f"{visible(f)} hit %"))
+    for key, label, rank in (("kl", "kl", 2), ("loss", "loss", 1), ("value_loss", "v loss", 4),
+                             ("clip_ratio/region_mean", "clip", 4), ("n_selected", "n sel", 3)):
         if key in present:
-            # Raw values: an int count stays an int; a non-number shows as a dash.
-            cols.append((label, lambda m, key=key: _fmt(m.get(key) if runview.number(m.get(key)) is not None
-                                                        else None)))
+            cols.append(_Col(label, raw(key), rank))
     if "time/iteration" in present:
-        cols.append(("sec", lambda m: _fmt(runview.number(m.get("time/iteration")), 1)))
+        cols.append(_Col("sec", raw("time/iteration", 1), 5))
     elif "time" in present and len(s.metrics) > 1:
         times = [runview.number(m.get("time")) for m in s.metrics]
         durations = {m["iteration"]: (b - a if a is not None and b is not None else None)
                      for m, a, b in zip(s.metrics[1:], times, times[1:], strict=False)}
-        cols.append(("sec", lambda m: "–" if durations.get(m["iteration"]) is None
-                     else f"{durations[m['iteration']]:.1f}"))
-    for header, _ in cols:
-        t.add_column(header, justify="right")
-    for m in s.metrics:
-        t.add_row(str(m["iteration"]), *(fn(m) for _, fn in cols))
-    return t
+        cols.append(_Col("sec", lambda m: "–" if durations.get(m["iteration"]) is None
+                         else f"{durations[m['iteration']]:.1f}", 5))
+    if not any(f == "any" for f in g.filters) and len(g.filters) == 1:
+        for c in cols:  # a single filter's rate is the degenerate share
+            if c.header.endswith("hit %"):
+                c.rank = 1
+    return cols
+
+
+def _iterations_table(s: runview.RunSummary, out: Console | None = None) -> tuple[Table, list[str]]:
+    """The one-row-per-iteration table, fitted to ``out``'s width: the least important columns are left
+    out until it fits (their names are returned); what still does not fit wraps, never cut."""
+    cols = _iteration_columns(s)
+
+    def build(kept: list[_Col]) -> Table:
+        t = Table(show_edge=False, pad_edge=False, header_style="bold")
+        for c in kept:
+            t.add_column(c.header, justify="right", overflow="fold")
+        for m in s.metrics:
+            t.add_row(*(c.cell(m) for c in kept))
+        return t
+
+    kept = list(cols)
+    table = build(kept)
+    if out is None:
+        return table, []
+    while natural_width(out, table) > out.width:
+        droppable = [c for c in kept if c.rank > 0]
+        if not droppable:
+            break
+        worst = max(droppable, key=lambda c: (c.rank, kept.index(c)))  # rightmost of the least important
+        kept.remove(worst)
+        table = build(kept)
+    return table, [c.name for c in cols if c not in kept]
+
+
+def left_out_note(names: list[str], how: str = "--json shows every metric") -> Text:
+    """The line that names columns a narrow terminal left out, and where to see them."""
+    return Text(f"left out: {', '.join(names)} (the terminal is too narrow; {how})", style="dim")
 
 
 # --------------------------------------------------------------------------- rollouts
@@ -230,7 +262,9 @@ def highlighted(text: str, width: int | None) -> Text:
 
 
 def _rollouts_table(samples: list[rolloutview.Sample], full: bool, title: str | None = None,
-                    algorithm: str | None = None) -> Table:
+                    algorithm: str | None = None, compact: bool = False) -> Table:
+    """One row per sample. ``compact`` (a narrow terminal) puts the prompt above the completion and every
+    reward in one column, so the table fits without cutting anything."""
     names = list(dict.fromkeys(n for s in samples for n in s.rewards))
     fnames = list(dict.fromkeys(n for s in samples for n in s.hits))
     # Selection is RAFT's; GRPO records carry selected=false throughout, which says nothing.
@@ -241,19 +275,24 @@ def _rollouts_table(samples: list[rolloutview.Sample], full: bool, title: str | 
     t = Table(title=title, title_justify="left", show_lines=True, header_style="bold", expand=False)
     has_text = any(s.prompt or s.completion for s in samples)
     t.add_column("row/k" if any(s.sample is not None for s in samples) else "row", justify="right",
-                 style="dim")
-    if has_text:
+                 style="dim", overflow="fold")
+    if has_text and compact:
+        t.add_column("prompt ▸ completion", overflow="fold", ratio=1)
+    elif has_text:
         t.add_column("prompt", max_width=None if full else 28, overflow="fold")
         t.add_column("completion", overflow="fold", min_width=30, ratio=1)
-    for n in names:
-        t.add_column(visible(n), justify="right")
-    t.add_column("total", justify="right", style="bold")
+    if compact and names:
+        t.add_column("rewards", justify="right", overflow="fold")
+    else:
+        for n in names:
+            t.add_column(visible(n), justify="right", overflow="fold")
+    t.add_column("total", justify="right", style="bold", overflow="fold")
     if fnames:
-        t.add_column("hits", justify="left")
+        t.add_column("hits", justify="left", overflow="fold")
     if has_sel:
         t.add_column("sel", justify="center")
     if has_adv:
-        t.add_column("adv", justify="right")
+        t.add_column("adv", justify="right", overflow="fold")
     if has_hint:
         t.add_column("hint", justify="center")
     for s in samples:
@@ -262,9 +301,15 @@ def _rollouts_table(samples: list[rolloutview.Sample], full: bool, title: str | 
         prompt = visible(s.prompt if full else highlight.fold(s.prompt.replace("\n", " "), 80)[0])
         hits = visible(", ".join(f"{k}×{v}" for k, v in s.hits.items() if v))
         row: list[Any] = [ident]
-        if has_text:
+        if has_text and compact:
+            completion = highlighted(s.completion, None if full else 300)
+            row.append(Text.assemble((prompt, "dim"), " ▸ ", completion))
+        elif has_text:
             row += [Text(prompt), highlighted(s.completion, None if full else 300)]
-        row += [_fmt(s.rewards.get(n)) for n in names]
+        if compact and names:
+            row.append("\n".join(f"{visible(n)} {_fmt(s.rewards.get(n))}" for n in names))
+        else:
+            row += [_fmt(s.rewards.get(n)) for n in names]
         total_style = "red" if s.dropped else ""
         row.append(Text(_fmt(s.total) + (" (dropped)" if s.dropped else ""), style=total_style))
         if fnames:
@@ -277,6 +322,18 @@ def _rollouts_table(samples: list[rolloutview.Sample], full: bool, title: str | 
             row.append("h" if s.hinted else "")
         t.add_row(*row)
     return t
+
+
+def rollouts_table(out: Console, samples: list[rolloutview.Sample], full: bool,
+                   algorithm: str | None = None) -> Table:
+    """The rollouts table in the layout that fits ``out``'s width: side by side when there is room,
+    compact (prompt above completion, rewards in one column) when not."""
+    wide = _rollouts_table(samples, full, algorithm=algorithm)
+    # The wide layout needs its fixed columns plus ~40 characters of completion to read well.
+    fixed = out.measure(wide, options=out.options.update_width(10_000)).minimum
+    if fixed + 40 <= out.width:
+        return wide
+    return _rollouts_table(samples, full, algorithm=algorithm, compact=True)
 
 
 def _describe_query(q: rolloutview.Query) -> str:
@@ -329,7 +386,7 @@ def _show_sample_table(out: Console, shown: list[rolloutview.Sample], matched: i
     if not shown:
         out.print(Text("no rollouts match", style="yellow"))
         return
-    out.print(_rollouts_table(shown, full, algorithm=algorithm))
+    out.print(rollouts_table(out, shown, full, algorithm=algorithm))
 
 
 def show_file(out: Console, err: Console, path: Path, q: rolloutview.Query, full: bool,
@@ -352,7 +409,7 @@ def show_file(out: Console, err: Console, path: Path, q: rolloutview.Query, full
         return
     t = Table(title=f"{path}: {stats.n} rows", title_justify="left", show_edge=False, header_style="bold")
     for c in ("", "mean", "std", "min", "max", "n"):
-        t.add_column(c, justify="left" if not c else "right")
+        t.add_column(c, justify="left" if not c else "right", overflow="fold")
     for name, d in [*stats.rewards.items(), ("total", stats.total)]:
         t.add_row(visible(name), *(_fmt(d[k]) for k in ("mean", "std", "min", "max")), str(d["n"]),
                   style="bold" if name == "total" else None)
@@ -389,8 +446,8 @@ def show_compare(out: Console, err: Console, root: Path, a: int, b: int, q: roll
     t.add_column("prompt", max_width=None if full else 26, overflow="fold")
     t.add_column(f"iteration {a} (best sample)", overflow="fold", ratio=1)
     t.add_column(f"iteration {b} (best sample)", overflow="fold", ratio=1)
-    t.add_column("rewards (mean over k)", justify="right")
-    t.add_column("total", justify="right")
+    t.add_column("rewards (mean over k)", justify="right", overflow="fold")
+    t.add_column("total", justify="right", overflow="fold")
     for p in shown:
         names = list(dict.fromkeys([*(p.a.rewards_mean if p.a else {}), *(p.b.rewards_mean if p.b else {})]))
         lines = [f"{visible(n)}: {_fmt(p.a.rewards_mean.get(n) if p.a else None)} → "
@@ -428,9 +485,9 @@ def show_runs(out: Console, runs: list[runview.RunSummary], as_json: bool) -> No
     out.print(Text("metrics: last value (best over the run: highest reward and distinct-n, "
                    "lowest filter rate)", style="bold"))
     t = Table(show_edge=False, header_style="bold")
-    t.add_column("metric")
+    t.add_column("metric", overflow="fold")
     for name in names:
-        t.add_column(name, justify="right")
+        t.add_column(name, justify="right", overflow="fold")
     for row in data["metrics"]:
         cells = []
         for v in row["runs"]:
@@ -444,9 +501,9 @@ def show_runs(out: Console, runs: list[runview.RunSummary], as_json: bool) -> No
     if per:
         out.print(Text("reward (the policy's own samples) per iteration", style="bold"))
         t2 = Table(show_edge=False, header_style="bold")
-        t2.add_column("iter", justify="right")
+        t2.add_column("iter", justify="right", overflow="fold")
         for name in names:
-            t2.add_column(name, justify="right")
+            t2.add_column(name, justify="right", overflow="fold")
         for r in per:
             t2.add_row(str(r["iteration"]), *(_fmt(v) for v in r["total"]))
         out.print(t2)

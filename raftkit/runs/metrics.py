@@ -22,6 +22,7 @@ from raftkit.evaluate import ANSWER_COLUMN
 from raftkit.rewards import Scores
 from raftkit.rollouts import Batch, Rollout
 from raftkit.runs.metric_names import reward_key
+from raftkit.runs.numfmt import fmt
 from raftkit.text import distinct_n
 
 
@@ -184,15 +185,15 @@ def summary_line(iteration: int, iterations: int, m: dict[str, Any], rewards: Se
         sel = m.get(reward_key(name, "selected_mean"))
         if value is not None:
             parts.append(
-                f"{'reward' if name == 'total' else name} {value:.3f}"
-                + (f" (sel {sel:.3f})" if sel is not None and not math.isnan(sel) else "")
+                f"{'reward' if name == 'total' else name} {fmt(value)}"
+                + (f" (sel {fmt(sel)})" if sel is not None and not math.isnan(sel) else "")
             )
     parts.append(f"len {m.get('length/chars_mean', math.nan):.0f}ch")
     parts.append(f"d2 {m.get('distinct_2', math.nan):.2f}")
     if m.get("loss") is not None:  # None: nothing was trained on (e.g. no sample was eligible)
-        parts.append(f"loss {m['loss']:.3f}")
+        parts.append(f"loss {fmt(m['loss'])}")
     if m.get("kl") is not None:
-        parts.append(f"kl {m['kl']:.4f}")
+        parts.append(f"kl {fmt(m['kl'], 4)}")
     hits = [
         f"{k.split('/')[1]} {v:.0%}"
         for k, v in m.items()
