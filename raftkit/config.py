@@ -46,6 +46,10 @@ DEFAULT_FILTERS = (
 class ConfigError(ValueError):
     """A config value or file that cannot be used; the message names the file and key."""
 
+    def __init__(self, message: str, reason: str = ""):
+        super().__init__(message)
+        self.reason = reason or message  # what was wrong, without where (``coerce``'s errors set it)
+
 
 # The one table of clear option names for fields whose own names are ambiguous or say nothing. The field
 # keeps its name (the algorithms, TRL's GRPOConfig and every saved RUN_DIR/config.yaml use it), and that name
@@ -277,8 +281,16 @@ def _is_sequence(t: Any) -> bool:
     return typing.get_origin(t) in (list, tuple) or t in (list, tuple)
 
 
+def _mismatch(where: str, reason: str, value: Any) -> ConfigError:
+    return ConfigError(f"{where}: {reason}, got {value!r}", reason)
+
+
 def coerce(value: Any, t: Any, where: str) -> Any:
-    """Convert a value read from a file or the CLI to the field type ``t``; ``where`` goes in the error."""
+    """Convert a value read from a file or the CLI to the type ``t``; ``where`` goes in the error.
+
+    The one converter of config fields and reward parameters (raftkit.registry.Param): a ConfigError's
+    ``reason`` says what was expected, without ``where``.
+    """
     base, optional = _unwrap_optional(t)
     members = [a for a in typing.get_args(base) if a is not type(None)]
     if typing.get_origin(base) in (typing.Union, types.UnionType) and members:
@@ -287,19 +299,18 @@ def coerce(value: Any, t: Any, where: str) -> Any:
                 return coerce(value, member, where)
             except ConfigError:
                 continue
-        raise ConfigError(
-            f"{where}: {value!r} is not a {' or '.join(getattr(m, '__name__', str(m)) for m in members)}"
-        )
+        names = " or ".join(getattr(m, "__name__", str(m)) for m in members)
+        raise _mismatch(where, f"expected a {names}", value)
     if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null")):
         if optional:
             return None
-        raise ConfigError(f"{where}: a value is required")
+        raise ConfigError(f"{where}: a value is required", "a value is required")
     origin = typing.get_origin(base)
     if _is_sequence(base):
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise _mismatch(where, "expected a list", value)
         args = [a for a in typing.get_args(base) if a is not Ellipsis] or [Any]
         items = [
             coerce(v, args[0], f"{where}[{i}]") if args[0] is not Any else v for i, v in enumerate(value)
@@ -307,9 +318,15 @@ def coerce(value: Any, t: Any, where: str) -> Any:
         return tuple(items) if origin is tuple else list(items)
     if origin is Literal:
         choices = typing.get_args(base)
-        if value not in choices:
-            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, choices))}")
-        return value
+        if value in choices:
+            return value
+        try:  # "3" from the command line for Literal[1, 3]
+            converted = type(choices[0])(value)
+        except (TypeError, ValueError):
+            converted = None
+        if converted is not None and converted in choices and not isinstance(value, bool):
+            return converted
+        raise _mismatch(where, f"choose one of {', '.join(map(str, choices))}", value)
     if base is bool:
         if isinstance(value, bool):
             return value
@@ -317,28 +334,28 @@ def coerce(value: Any, t: Any, where: str) -> Any:
             return True
         if str(value).lower() in ("0", "false", "no", "off"):
             return False
-        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        raise _mismatch(where, "expected true or false", value)
     if base is int:
         if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+            raise _mismatch(where, "expected a whole number", value)
         try:
             return int(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"{where}: expected a whole number, got {value!r}") from None
+            raise _mismatch(where, "expected a whole number", value) from None
     if base is float:
         if isinstance(value, bool):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            raise _mismatch(where, "expected a number", value)
         try:
             return float(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+            raise _mismatch(where, "expected a number", value) from None
     if base is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            raise _mismatch(where, "expected a mapping", value)
         return value
     if base is str:
         if isinstance(value, dict | list):
-            raise ConfigError(f"{where}: expected text, got {value!r}")
+            raise _mismatch(where, "expected text", value)
         return str(value)
     return value
 

@@ -132,37 +132,22 @@ class Param:
         return value
 
     def _convert(self, t: Any, raw: Any, owner: str) -> Any:
-        origin = typing.get_origin(t)
-        if origin in (typing.Union, types.UnionType):  # Optional[X]: take the non-None member
-            members = [a for a in typing.get_args(t) if a is not type(None)]
-            if raw is None or (isinstance(raw, str) and raw.lower() == "none"):
-                return None
-            t, origin = members[0], typing.get_origin(members[0])
+        # The same converter as the config fields (raftkit.config.coerce); lists and other annotations it
+        # does not know are passed through as given.
+        from raftkit.config import ConfigError, coerce
+
+        unions = (typing.Union, types.UnionType)
+        members = [a for a in typing.get_args(t) if a is not type(None)]
+        base = members[0] if typing.get_origin(t) in unions and len(members) == 1 else t
+        if (raw is None or (isinstance(raw, str) and raw.lower() == "none")) and base is not t:
+            return None  # Optional[X]
+        if base not in (bool, int, float, str) and typing.get_origin(base) not in (Literal, *unions):
+            return raw
         try:
-            if origin is Literal:
-                choices = typing.get_args(t)
-                value = type(choices[0])(raw) if not isinstance(raw, type(choices[0])) else raw
-                if value not in choices:
-                    raise ValueError(f"choose one of {', '.join(map(str, choices))}")
-                return value
-            if t is bool:
-                if isinstance(raw, bool):
-                    return raw
-                if str(raw).lower() in ("1", "true", "yes", "on"):
-                    return True
-                if str(raw).lower() in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError("expected true or false")
-            if t is int and isinstance(raw, float) and not raw.is_integer():
-                raise ValueError("expected a whole number")
-            if t is float and isinstance(raw, bool):
-                raise ValueError("expected a number")
-            if t in (int, float, str):
-                return t(raw)
-            return raw  # an annotation we do not convert (e.g. list): passed through as given
-        except (TypeError, ValueError) as e:
+            return coerce(raw, t, owner)
+        except ConfigError as e:
             raise RegistryError(
-                f"{owner}: parameter '{self.name}' expects {self.type_name}, got {raw!r} ({e})"
+                f"{owner}: parameter '{self.name}' expects {self.type_name}, got {raw!r} ({e.reason})"
             ) from None
 
 

@@ -19,6 +19,7 @@ from raftkit.config import (
     build,
     check_keys,
     cli_values,
+    coerce,
     field_docs,
     fields_of,
     load_file,
@@ -129,7 +130,7 @@ def test_toml_and_errors(tmp_path):
         check_keys({"step": 1}, fields_of(_Common), "c.yaml")
     with pytest.raises(ConfigError, match="'steps': expected a whole number"):
         build(_Common, {"steps": "many"}, "c.yaml")
-    with pytest.raises(ConfigError, match="not one of a, b"):
+    with pytest.raises(ConfigError, match="'mode': choose one of a, b, got 'c'"):
         build(_Common, {"mode": "c"})
     bad = tmp_path / "bad.yaml"
     bad.write_text("steps: [1,\n")
@@ -210,6 +211,22 @@ def test_configuration_docs_are_generated_from_the_configs():
     # a table edited by hand (or a docstring changed without --write) is stale; --write restores it
     stale = text.replace("| `--dpo-beta` (or `--beta`) |", "| `--beta` |")
     assert stale != text and docgen.updated(stale) == text
+
+
+def test_one_converter_for_config_fields_and_reward_parameters():
+    from raftkit.registry import Param, RegistryError
+
+    for t, raw, want in ((int, "4", 4), (Literal[1, 3], "3", 3), (int | str, "abc", "abc"),
+                         (bool, "off", False), (float | None, "null", None), (Literal["a", "b"], "b", "b")):
+        assert coerce(raw, t, "x") == want, (t, raw)
+        assert Param("p", t).parse(raw, "reward 'r'") == want, (t, raw)
+    with pytest.raises(ConfigError, match=r"^x: expected a whole number, got 2\.5$"):
+        coerce(2.5, int, "x")
+    said = r"^reward 'r': parameter 'p' expects int, got 2\.5 \(expected a whole number\)$"
+    with pytest.raises(RegistryError, match=said):
+        Param("p", int).parse(2.5, "reward 'r'")
+    with pytest.raises(ConfigError, match=r"^x: choose one of 1, 3, got '2'$"):
+        coerce("2", Literal[1, 3], "x")
 
 
 # --------------------------------------------------------------------------- clear names
