@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -349,3 +350,23 @@ def test_eval_rows_before_after():
         {"key": "total", "before": 0.5, "after": 0.25, "delta": -0.25},
     ]
     assert runview.eval_rows([1, 2]) == []
+
+
+def test_the_closing_line_explains_the_short_names_and_says_what_next(tmp_path):
+    from raftkit.runs.metrics import closing_line, summary_line
+
+    m = {"reward": 0.5, "selected/reward": 0.75, "length/chars_mean": 12.0, "distinct_2": 0.5, "kl": 0.1,
+         "filter/stray_hash/rate": 0.25, "time/iteration": 3.0}
+    shown = summary_line(1, 1, m, [])
+    line = closing_line("runs/x", m)
+    assert "\n" not in line
+    for short in ("sel", "len", "d2", "kl", "filters"):
+        assert re.search(rf"\b{short}\b", shown) and f"{short} = " in line, short
+    for command in ("inspect", "report", "eval"):
+        assert f"raftkit {command} runs/x" in line
+    plain = closing_line("r", {"reward": 0.5})  # GRPO: no selection, no KL term
+    assert "sel =" not in plain and "kl =" not in plain
+    root = tmp_path / "run"  # None: the names of the run's last metrics line
+    w = RunWriter.create(root, {}, "grpo")
+    w.commit_iteration(1, {"reward": 0.5, "kl": 0.01})
+    assert "kl = " in closing_line(root) and "sel =" not in closing_line(root)

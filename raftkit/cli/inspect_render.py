@@ -126,7 +126,7 @@ def show_summary(out: Console, s: runview.RunSummary, as_json: bool) -> None:
         for r in rows:
             d = r["delta"]
             t.add_row(visible(r["key"]), _fmt(r["before"]), _fmt(r["after"]),
-                      Text(_fmt(d) if d is None else f"{d:+.3f}", style="green" if d and d > 0 else
+                      Text(numfmt.fmt(d, sign=True), style="green" if d and d > 0 else
                            "red" if d and d < 0 else ""))
         out.print(t)
     elif s.eval is not None:
@@ -437,7 +437,8 @@ def show_compare(out: Console, err: Console, root: Path, a: int, b: int, q: roll
     deltas = [p.delta for p in both if p.delta is not None]
     mean_delta = sum(deltas) / len(deltas) if deltas else None
     out.print(Text(f"{root}: iteration {a} vs {b} — {len(both)} prompts in both"
-                   + (f", mean total {mean_delta:+.3f}" if mean_delta is not None else ""), style="bold"))
+                   + (f", mean total {numfmt.fmt(mean_delta, sign=True)}" if mean_delta is not None else ""),
+                   style="bold"))
     if pairs and not both:
         out.print(Text("no prompt was sampled at both iterations (each iteration draws its own batch of "
                        "prompts); showing each iteration's prompts alone", style="yellow"))
@@ -455,7 +456,8 @@ def show_compare(out: Console, err: Console, root: Path, a: int, b: int, q: roll
         delta = p.delta
         total = Text(f"{_fmt(p.a.total_mean if p.a else None)} → {_fmt(p.b.total_mean if p.b else None)}")
         if delta is not None:
-            total.append(f"\n{delta:+.3f}", style="green" if delta > 0 else "red" if delta < 0 else "")
+            total.append(f"\n{numfmt.fmt(delta, sign=True)}",
+                         style="green" if delta > 0 else "red" if delta < 0 else "")
         width = None if full else 220
         t.add_row(Text(visible(p.prompt if full else highlight.fold(p.prompt.replace("\n", " "), 80)[0])),
                   highlighted(p.a.best.completion, width) if p.a else Text("(not sampled)", style="dim"),

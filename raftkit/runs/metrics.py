@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from raftkit.evaluate import ANSWER_COLUMN
@@ -207,3 +208,24 @@ def summary_line(iteration: int, iterations: int, m: dict[str, Any], rewards: Se
         parts.append("filters: " + ", ".join(hits))
     parts.append(f"{m.get('time/iteration', 0):.0f}s")
     return " | ".join(parts)
+
+
+def closing_line(root: Any, m: Mapping[str, Any] | None = None) -> str:
+    """The run's last line: what the per-iteration line's short names mean (those the last metrics ``m``
+    carry; None: the last line of ROOT/metrics.jsonl), then the commands that read the run."""
+    if m is None:
+        from raftkit.runs.rundir import read_jsonl
+
+        path = Path(root) / "metrics.jsonl"
+        m = next(iter(reversed(list(read_jsonl(path, [])))), {}) if path.exists() else {}
+    names = ["reward = weighted reward of the policy's own samples"]
+    if any(k.startswith("selected/") for k in m):
+        names.append("sel = reward of the samples selected for training")
+    names += ["len = mean characters per completion", "d2 = distinct-2 (share of distinct word pairs)"]
+    if m.get("kl") is not None:
+        names.append("kl = KL to the reference model")
+    if any(k.startswith("filter/") for k in m):
+        names.append("filters = share of samples a filter hit")
+    names.append("Ns = seconds per iteration")
+    return (f"{'; '.join(names)}. Next: raftkit inspect {root} · raftkit report {root} · "
+            f"raftkit eval {root}")

@@ -12,7 +12,7 @@ from typing import Any
 DASH = "–"
 
 
-def fmt(value: Any, digits: int = 3) -> str:
+def fmt(value: Any, digits: int = 3, sign: bool = False) -> str:
     """A metric value for a table cell or a status line.
 
     Floats get ``digits`` decimals; one too small to show a non-zero digit that way gets two significant
@@ -21,6 +21,8 @@ def fmt(value: Any, digits: int = 3) -> str:
 
     >>> fmt(0.5), fmt(1e-05), fmt(0.00042), fmt(0.0), fmt(123456.0), fmt(3), fmt(None), fmt(-2.5e-07, 2)
     ('0.500', '1e-05', '0.00042', '0.000', '1.23e+05', '3', '–', '-2.5e-07')
+    >>> fmt(0.25, sign=True), fmt(3e-06, sign=True)
+    ('+0.250', '+3e-06')
     """
     if value is None:
         return DASH
@@ -31,9 +33,10 @@ def fmt(value: Any, digits: int = 3) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             return str(value)
+        plus = "+" if sign else ""
         if digits > 0 and abs(value) >= 1e5:
-            return f"{value:.{digits - 1}e}"
+            return f"{value:{plus}.{digits - 1}e}"
         if value != 0 and abs(value) < 0.5 * 10 ** -digits:  # would print as 0.000
-            return f"{value:.2g}"
-        return f"{value:.{digits}f}"
+            return f"{value:{plus}.2g}"
+        return f"{value:{plus}.{digits}f}"
     return str(value)
