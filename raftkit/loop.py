@@ -41,7 +41,7 @@ from raftkit.runs.checkpoint import (
     set_rng_state,
 )
 from raftkit.runs.metric_names import canonical
-from raftkit.runs.metrics import iteration_metrics, peak_rss_gib, rollout_records, summary_line
+from raftkit.runs.metrics import closing_line, iteration_metrics, peak_rss_gib, rollout_records, summary_line
 from raftkit.runs.reward_log import RewardLog, trainer_state
 from raftkit.runs.trackers import Trackers
 
