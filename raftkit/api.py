@@ -124,11 +124,12 @@ def align(
     output: str | os.PathLike | None = None,
     resume: str | os.PathLike | Run | None = None,
     console: Any = None,
+    verbose: bool = False,
     **options: Any,
 ) -> Run:
     """Align ``model`` to ``rewards`` with ``algo``, as `raftkit align` does; returns the finished Run.
 
-    ``options`` are the command's settings by field name (``iterations=4``, ``k=8``,
+    ``options`` are the command's settings by field or option name (``iterations=4``, ``k=8``,
     ``prompts_per_iteration=16``, ``filters=[...]``, ``sampler="hf"``, ``kl_beta=0.04`` for GRPO...; see
     docs/configuration.md). ``dataset`` is 'bundled', a file or folder, a hub name, or a
     ``datasets.Dataset`` / list of row dicts, which is written to RUN/dataset.jsonl. Raises
@@ -139,11 +140,15 @@ def align(
     ``resume=RUN`` continues a stopped or crashed run, as `raftkit align --resume RUN` does: its
     config.yaml supplies every setting, and what is passed here overrides it (``iterations=12`` extends
     a finished run).
+
+    Other libraries' output (transformers' progress bars and notes, vLLM's) goes to
+    RUN/logs/terminal.log, as with the command; ``verbose=True`` leaves it on stderr.
     """
     import warnings
 
     from raftkit import loop
     from raftkit.config import settle
+    from raftkit.runs.quiet import foreign_output_to_log
     from raftkit.trl_names import fold_reward_weights, translate
 
     # TRL's GRPOConfig names (num_generations=4, learning_rate=1e-5...) are raftkit's settings too.
@@ -178,7 +183,10 @@ def align(
             run_dir = _run_path(resume)
         else:
             run_dir = Path(cfg.output) if cfg.output else loop.default_run_dir(cfg.algo)
-        loop.run(cfg, algo_cfg, run_dir, resume=resume is not None, console=console)
+        # As `raftkit align` does: other libraries' output (transformers' progress bars, vLLM's notes)
+        # goes to RUN/logs/terminal.log; verbose=True shows it.
+        with foreign_output_to_log(run_dir, enabled=not verbose, python_stderr=True):
+            loop.run(cfg, algo_cfg, run_dir, resume=resume is not None, console=console)
     finally:
         if staged is not None:
             _adopt_dataset(staged, run_dir)
