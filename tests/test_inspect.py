@@ -498,10 +498,14 @@ def test_worst_rollouts_fit_and_come_worst_first(tmp_path, width):
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert max(map(len, lines)) <= width, "\n".join(x for x in lines if len(x) > width)
-    # Every sample has ':)' only when k == 1: those score emoji 0.25, the k == 0 ones 0 -> worst first.
-    data = as_json(root, "-i", "2", "--worst", "3")
-    totals = [r["total"] for r in data["rollouts"]]
-    assert totals == sorted(totals) and totals[0] == min(totals)
+    # Iteration 1 of the hacked run: three samples score 0, three (with ':)') 0.25; the worst 4 list the
+    # three zeros first, then one 0.25 — lowest first, in the JSON and in the table.
+    hacked = hacked_run(tmp_path / "hacked")
+    data = as_json(hacked, "-i", "1", "--worst", "4")
+    assert [r["total"] for r in data["rollouts"]] == [0.0, 0.0, 0.0, 0.25]
+    table = CliRunner().invoke(main, ["inspect", str(hacked), "-i", "1", "--worst", "4"],
+                               env={"COLUMNS": str(width)}).stdout
+    assert table.index("0.000") < table.index("0.250")
     for name in ("total", "emoji"):
         assert name in result.stdout
     assert "[+" in result.stdout or "word" in result.stdout  # the completion is shown, folded not cut

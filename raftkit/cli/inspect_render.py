@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -74,11 +75,6 @@ def _fmt(v: Any, digits: int = 3) -> str:
 
 def _pct(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:.0f}%" if v >= 0.1 or v == 0 else f"{100 * v:.1f}%"
-
-
-def natural_width(out: Console, renderable: Any) -> int:
-    """The width ``renderable`` takes when nothing limits it."""
-    return out.measure(renderable, options=out.options.update_width(10_000)).maximum
 
 
 # --------------------------------------------------------------------------- the run summary
@@ -213,27 +209,24 @@ def _iterations_table(s: runview.RunSummary, out: Console | None = None) -> tupl
     """The one-row-per-iteration table, fitted to ``out``'s width: the least important columns are left
     out until it fits (their names are returned); what still does not fit wraps, never cut."""
     cols = _iteration_columns(s)
-
-    def build(kept: list[_Col]) -> Table:
-        t = Table(show_edge=False, pad_edge=False, header_style="bold")
-        for c in kept:
-            t.add_column(c.header, justify="right", overflow="fold")
-        for m in s.metrics:
-            t.add_row(*(c.cell(m) for c in kept))
-        return t
-
+    cells = {id(c): [c.cell(m) for m in s.metrics] for c in cols}  # each cell computed once
     kept = list(cols)
-    table = build(kept)
-    if out is None:
-        return table, []
-    while natural_width(out, table) > out.width:
-        droppable = [c for c in kept if c.rank > 0]
-        if not droppable:
-            break
-        worst = max(droppable, key=lambda c: (c.rank, kept.index(c)))  # rightmost of the least important
-        kept.remove(worst)
-        table = build(kept)
-    return table, [c.name for c in cols if c not in kept]
+    if out is not None:
+        def width(c: _Col) -> int:
+            return max(cell_len(x) for x in [*c.header.split("\n"), *cells[id(c)]])
+
+        # No outer edge or padding: each column but the first adds a separator and two spaces.
+        while sum(map(width, kept)) + 3 * (len(kept) - 1) > out.width:
+            droppable = [c for c in kept if c.rank > 0]
+            if not droppable:
+                break  # the essentials wrap (overflow "fold"): nothing is cut
+            kept.remove(max(droppable, key=lambda c: (c.rank, kept.index(c))))  # rightmost least important
+    t = Table(show_edge=False, pad_edge=False, header_style="bold")
+    for c in kept:
+        t.add_column(c.header, justify="right", overflow="fold")
+    for i in range(len(s.metrics)):
+        t.add_row(*(cells[id(c)][i] for c in kept))
+    return t, [c.name for c in cols if c not in kept]
 
 
 def left_out_note(names: list[str], how: str = "--json shows every metric") -> Text:

@@ -317,7 +317,7 @@ def select_samples(samples: Iterable[Sample], query: Query) -> tuple[list[Sample
                 elif item[:2] > worst_heap[0][:2]:
                     heapq.heapreplace(worst_heap, item)
         kept = [t[2] for t in sorted(top_heap, key=lambda t: t[:2], reverse=True)]
-        kept += [t[2] for t in sorted(worst_heap, key=lambda t: t[:2])]
+        kept += [t[2] for t in sorted(worst_heap, key=lambda t: t[:2], reverse=True)]  # the worst first
         return kept, matched, total
     kept = sorted(rest, key=lambda s: (-key(s), s.position))
     if query.limit is not None:
