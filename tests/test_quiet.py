@@ -58,3 +58,21 @@ def test_align_keeps_foreign_output_off_the_terminal(tiny_model_path, tmp_path, 
         assert (noise in terminal) == verbose
         if not verbose:
             assert noise in (run / "logs" / "terminal.log").read_text()
+
+
+@pytest.mark.slow
+def test_the_python_api_sends_progress_bars_to_the_run_log(tiny_model_path, tmp_path, capfd):
+    import raftkit
+
+    run = raftkit.align(["length:target=5"], model=tiny_model_path, output=tmp_path / "run", sampler="hf",
+                        iterations=1, prompts_per_iteration=2, k=2, max_new_tokens=4, heldout=0,
+                        micro_batch_size=2, keep_answers=False)
+    captured = capfd.readouterr()
+    assert "it 1/1" in captured.out  # raftkit's own lines stay
+    log = (run.path / "logs" / "terminal.log").read_text()
+    for bar in ("Loading weights", "Writing model shards"):  # transformers' tqdm bars
+        assert bar not in captured.out + captured.err
+        assert bar in log
+    # The terminal is back to normal afterwards: what is written now is seen.
+    sys.stderr.write("after the run\n")
+    assert "after the run" in capfd.readouterr().err

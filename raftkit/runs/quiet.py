@@ -32,9 +32,12 @@ def to_terminal(text: str) -> None:
 
 
 @contextmanager
-def foreign_output_to_log(run_dir: Path, enabled: bool = True) -> Iterator[Path | None]:
+def foreign_output_to_log(run_dir: Path, enabled: bool = True, python_stderr: bool = False
+                          ) -> Iterator[Path | None]:
     """Send stderr (fd 2) to a log file while the block runs; yields the temporary log's path.
 
+    ``python_stderr``: ``sys.stderr`` too, where it is not fd 2 (a notebook, a test's capture): the
+    Python API's case, where transformers' progress bars write to whatever ``sys.stderr`` is.
     At the end the log is appended to ``run_dir/logs/terminal.log`` when the run directory exists; when
     it does not (the run failed before creating it), the temporary file is kept and its path printed.
     """
@@ -48,10 +51,16 @@ def foreign_output_to_log(run_dir: Path, enabled: bool = True) -> Iterator[Path 
     os.dup2(fd, 2)
     os.close(fd)
     _terminal_fd = saved
+    stream = sys.stderr
+    if python_stderr:
+        sys.stderr = open(2, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)
     try:
         yield Path(tmp)
     finally:
         sys.stderr.flush()
+        if python_stderr:
+            sys.stderr.close()
+            sys.stderr = stream
         os.dup2(saved, 2)
         os.close(saved)
         _terminal_fd = None
