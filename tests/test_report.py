@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_inspect import hacked_run, rollout
+from test_inspect import PROMPTS, hacked_run, rollout
 
 from raftkit.cli import main
 from raftkit.runs import report
@@ -241,5 +241,80 @@ def test_report_in_headless_chromium(tmp_path):
         driver.execute_script("window.scrollTo(0, 0)")
         assert driver.save_screenshot(str(shot))
         shutil.copy(shot, "/tmp/report-screenshot.png")
+    finally:
+        driver.quit()
+
+
+# --------------------------------------------------------------------------- training health, every rollout
+
+HEALTH = {"loss": 0.5, "learning_rate": 1e-06, "kl": 0.002, "entropy": 1.5, "clip_ratio/low_mean": 0.01,
+          "clip_ratio/high_mean": 0.02, "clip_ratio/region_mean": 0.03, "grad_norm": 0.75,
+          "mismatch/ratio_mean": 1.001, "mismatch/abs_logp_diff_max": 0.25}
+
+
+def grpo_run(root: Path, iterations: int = 2, samples: int = 256) -> Path:
+    """A GRPO run logging TRL's training-health metrics, with ``samples`` rollouts per iteration; the
+    worst sample of each iteration is the last one in its file."""
+    w = RunWriter.create(root, {"algo": "grpo", "rewards": ["emoji"], "k": 8, "iterations": iterations},
+                         "grpo")
+    for it in range(1, iterations + 1):
+        rolls = [{**rollout(it, i % 3, i // 3, f"Answer {i}"), "selected": False, "advantage": 0.0,
+                  "total": 0.5 + (i % 7) / 100} for i in range(samples)]
+        rolls[-1].update(completion="the worst answer", total=-5.0)
+        w.write_iteration(it, rolls)
+        w.commit_iteration(it, {"reward": 0.5 * it, "rewards/emoji/mean": 0.25 * it,
+                                **{k: v * it for k, v in HEALTH.items()}})
+    w.finish()
+    return root
+
+
+def test_training_health_charts_for_a_grpo_run(tmp_path):
+    page = report.build_report([grpo_run(tmp_path / "run")])
+    health = page[page.index('id="health"'):page.index("</div>", page.index('id="health"'))]
+    for key in HEALTH:
+        assert f'data-key="{key}"' in health, key
+    assert "Training health" in page
+    # The reward charts stay; the health metrics are not repeated under "every other metric".
+    assert 'data-key="reward"' in page and page.count('data-key="grad_norm"') == 1
+
+
+def test_every_rollout_is_embedded_compactly(tmp_path):
+    data = embedded(report.build_report([grpo_run(tmp_path / "run")]))["runs"][0]
+    it2 = data["iterations"][1]
+    assert it2["count"] == 256 and len(it2["rows"]) == 256  # not the first 200: the worst is the last
+    assert it2["rows"][-1]["completion"] == "the worst answer" and it2["rows"][-1]["total"] == -5.0
+    assert len(it2["prompts"]) == 3  # each prompt once, rows point at it
+    assert it2["prompts"][it2["rows"][4]["p"]] == PROMPTS[1]
+    assert "hits" not in it2["rows"][0] and "marks" not in it2["rows"][0]  # no empty fields
+    capped = embedded(report.build_report([tmp_path / "run"], max_rollouts=10))["runs"][0]
+    assert len(capped["iterations"][0]["rows"]) == 10 and capped["iterations"][0]["count"] == 256
+
+
+@pytest.mark.slow
+def test_training_health_and_the_last_rollout_in_headless_chromium(tmp_path):
+    run = grpo_run(tmp_path / "run")
+    page = tmp_path / "report.html"
+    assert invoke(run, "-o", page).exit_code == 0
+    driver = chrome(tmp_path)
+    try:
+        from selenium.webdriver.common.by import By
+
+        driver.get(page.as_uri())
+        for key in ("loss", "learning_rate", "kl", "entropy", "clip_ratio/low_mean", "grad_norm",
+                    "mismatch/ratio_mean"):
+            line = driver.find_elements(By.CSS_SELECTOR, f'#health svg.chart[data-key="{key}"] polyline')
+            assert len(line) == 1 and len(line[0].get_attribute("points").split()) == 2, key
+        rows = driver.find_elements(By.CSS_SELECTOR, "#rollouts tbody tr")
+        assert len(rows) == 100 and "rows 1–100 of 256" in driver.find_element(By.ID, "page-info").text
+        driver.find_element(By.ID, "page-last").click()
+        assert "the worst answer" in driver.find_element(By.ID, "rollouts").text  # sample 256 is reachable
+        heads = driver.find_elements(By.CSS_SELECTOR, "#rollouts th")
+        next(th for th in heads if th.text == "total").click()  # highest first...
+        driver.find_element(By.CSS_SELECTOR, "#rollouts th.desc").click()  # ...then lowest first
+        first = driver.find_element(By.CSS_SELECTOR, "#rollouts tbody tr")
+        assert "the worst answer" in first.text and "-5.000" in first.text
+        assert "rows 1–100 of 256" in driver.find_element(By.ID, "page-info").text
+        driver.set_window_size(1400, driver.execute_script("return document.body.scrollHeight") + 200)
+        assert driver.save_screenshot("/tmp/report.png")
     finally:
         driver.quit()

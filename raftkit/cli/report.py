@@ -18,7 +18,8 @@ from raftkit.runs.rundir import atomic_write_text
               "several].")
 @click.option("--force", is_flag=True, help="Overwrite the output file if it exists.")
 @click.option("--max-rollouts", type=click.IntRange(min=0), default=report.MAX_ROLLOUTS, show_default=True,
-              metavar="N", help="Rollouts kept per iteration in the page (the first N).")
+              metavar="N", help="Rollouts kept per iteration in the page: the first N (0: all of them; the "
+              "table pages through them).")
 def command(runs: tuple[Path, ...], output: Path | None, force: bool, max_rollouts: int) -> None:
     """Write an HTML report of one or more runs: curves, before/after evaluation, an iteration browser.
 

@@ -21,7 +21,8 @@ from raftkit.highlight import highlight_patterns, hit_spans
 from raftkit.runs import rolloutview, runview
 from raftkit.runs.rundir import BadLine
 
-MAX_ROLLOUTS = 200  # per iteration; the page says when an iteration had more
+MAX_ROLLOUTS = 0  # per iteration, 0: all (the page pages through them); it says when some were left out
+PAGE_ROWS = 100  # rollouts the table shows at once
 MAX_TEXT = 2000  # characters of a prompt or completion kept in the page
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
 # Chart size and margins, in SVG units.
@@ -48,10 +49,31 @@ def chart_keys(summaries: Sequence[runview.RunSummary]) -> list[tuple[str, str]]
     return [(k, t) for k, t in keys if _has_numbers(summaries, k)]
 
 
+# Training health, in this order; a prefix ending in '/' takes every key under it (first-seen order).
+HEALTH = (("loss", "loss"), ("policy_loss", "policy loss"), ("value_loss", "value loss"),
+          ("learning_rate", "learning rate"), ("kl", "KL to the reference"), ("entropy", "entropy"),
+          ("clip_ratio/", "clipped share: "), ("grad_norm", "gradient norm"),
+          ("frac_reward_zero_std", "groups with no reward spread"),
+          ("mismatch/", "sampler/trainer mismatch: "))
+
+
+def health_keys(summaries: Sequence[runview.RunSummary]) -> list[tuple[str, str]]:
+    """(metric key, chart title) of the training-health curves some run recorded: loss, learning rate,
+    KL, entropy, clip ratios, gradient norm and the sampler/trainer mismatch (names as TRL's)."""
+    seen = list(dict.fromkeys(k for s in summaries for m in s.metrics for k in m))
+    out = []
+    for key, title in HEALTH:
+        if key.endswith("/"):
+            out += [(k, title + k[len(key):]) for k in seen if k.startswith(key)]
+        elif key in seen:
+            out.append((key, title))
+    return [(k, t) for k, t in out if _has_numbers(summaries, k)]
+
+
 def other_chart_keys(summaries: Sequence[runview.RunSummary]) -> list[str]:
     """Every other numeric metric some run recorded (the algorithm's, and what rewards logged with
     ``log_metric``), in first-seen order."""
-    shown = {k for k, _ in chart_keys(summaries)}
+    shown = {k for k, _ in [*chart_keys(summaries), *health_keys(summaries)]}
     keys = dict.fromkeys(k for s in summaries for m in s.metrics for k in m)
     return [k for k in keys
             if k not in shown and k not in ("iteration", "time") and _has_numbers(summaries, k)]
@@ -147,10 +169,14 @@ def charts_html(summaries: Sequence[runview.RunSummary], labels: Sequence[str]) 
             out.append(svg_chart(title, key, series))
         return "".join(out)
 
+    health = health_keys(summaries)
+    health_html = (f'<h3>Training health</h3><div class="charts" id="health">{charts(health)}</div>'
+                   if health else "")
     others = other_chart_keys(summaries)
     more = (f'<details><summary>Every other metric ({len(others)})</summary><div class="charts">'
             f'{charts([(k, k) for k in others])}</div></details>') if others else ""
-    return f'<div class="legend">{legend}</div><div class="charts">{charts(keys)}</div>{more}'
+    return (f'<div class="legend">{legend}</div><h3>Rewards and samples</h3><div class="charts" id="curves">'
+            f'{charts(keys)}</div>{health_html}{more}')
 
 
 # --------------------------------------------------------------------------- the evaluation
@@ -253,25 +279,38 @@ def _clip(text: str, limit: int = MAX_TEXT) -> str:
     return text if len(text) <= limit else text[:limit] + f" … [{len(text) - limit} more characters]"
 
 
-def iteration_rollouts(root: Path, iteration: int, max_rollouts: int, problems: list[BadLine]
+def iteration_rollouts(root: Path, iteration: int, max_rollouts: int | None, problems: list[BadLine]
                        ) -> dict[str, Any]:
-    """An iteration's first ``max_rollouts`` records, trimmed for the page, and how many it has in all."""
+    """An iteration's records trimmed for the page (all of them, or the first ``max_rollouts``), and how
+    many it has in all.
+
+    Compact, since every sample is embedded: each prompt once (``prompts``; a row's ``p`` is its index),
+    and a row carries only the fields it has (no empty hits, marks or advantage).
+    """
     patterns = highlight_patterns()
-    rows, count = [], 0
+    rows: list[dict[str, Any]] = []
+    prompts: dict[str, int] = {}
+    count = 0
     for smp in rolloutview.iter_samples(rolloutview.rollouts_path(root, iteration), problems):
         count += 1
-        if count > max_rollouts:
+        if max_rollouts is not None and count > max_rollouts:
             continue
-        completion = _clip(smp.completion)
         hit = {n: v for n, v in smp.hits.items() if v}
         wanted = {n: p for n, p in patterns.items() if n in hit}
         spans = hit_spans(smp.completion, wanted) if wanted else []  # only what a filter hit
-        marks = [[a, min(b, MAX_TEXT)] for a, b, _ in spans if a < MAX_TEXT]
-        rows.append({"n": smp.position, "prompt": _clip(smp.prompt, 600), "completion": completion,
-                     "total": _finite(smp.total), "rewards": {k: _finite(v) for k, v in smp.rewards.items()},
-                     "hits": hit, "selected": smp.selected, "advantage": _finite(smp.advantage),
-                     "marks": marks})
-    return {"iteration": iteration, "count": count, "rows": rows}
+        prompt = prompts.setdefault(_clip(smp.prompt, 600), len(prompts))
+        row: dict[str, Any] = {"n": smp.position, "p": prompt, "completion": _clip(smp.completion),
+                               "total": _finite(smp.total),
+                               "rewards": {k: _finite(v) for k, v in smp.rewards.items()}}
+        if hit:
+            row["hits"] = hit
+            row["marks"] = [[a, min(b, MAX_TEXT)] for a, b, _ in spans if a < MAX_TEXT]
+        if smp.selected is not None:
+            row["selected"] = smp.selected
+        if smp.advantage is not None:
+            row["advantage"] = _finite(smp.advantage)
+        rows.append(row)
+    return {"iteration": iteration, "count": count, "prompts": list(prompts), "rows": rows}
 
 
 def _finite(v: float | None) -> float | None:
@@ -303,13 +342,16 @@ def _run_header(s: runview.RunSummary, label: str, color: str) -> str:
             + (f'<ul class="problems">{warn}</ul>' if warn else "") + "</div>")
 
 
-def build_report(runs: list[Path], max_rollouts: int = MAX_ROLLOUTS) -> str:
-    """The report of ``runs`` as one HTML page (raises ``runview.InspectError`` for a path not a run)."""
+def build_report(runs: list[Path], max_rollouts: int | None = MAX_ROLLOUTS) -> str:
+    """The report of ``runs`` as one HTML page (raises ``runview.InspectError`` for a path not a run).
+
+    ``max_rollouts``: the first N rollouts of each iteration; 0 or None (the default) embeds them all."""
     if not runs:
         raise runview.InspectError("no run given")
     summaries = [runview.load_summary(r) for r in runs]
     labels = run_labels(runs)
-    data = {"max_rollouts": max_rollouts, "runs": []}
+    max_rollouts = max_rollouts or None
+    data: dict[str, Any] = {"max_rollouts": max_rollouts, "page_rows": PAGE_ROWS, "runs": []}
     for s, lab in zip(summaries, labels, strict=True):
         its = [iteration_rollouts(s.root, n, max_rollouts, s.problems)
                for n in rolloutview.available_iterations(s.root)]
@@ -321,6 +363,8 @@ def build_report(runs: list[Path], max_rollouts: int = MAX_ROLLOUTS) -> str:
     run_select = "" if len(runs) == 1 else '<label>run <select id="run-select">' + "".join(
         f'<option value="{i}">{esc(lab)}</option>' for i, lab in enumerate(labels)) + "</select></label>"
     title = "raftkit report: " + ", ".join(labels)
+    kept = (f"The first {max_rollouts} rollouts of each iteration are in the page." if max_rollouts
+            else "Every rollout of each iteration is in the page.")
     stamp = time.strftime("%Y-%m-%d %H:%M")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -339,10 +383,13 @@ def build_report(runs: list[Path], max_rollouts: int = MAX_ROLLOUTS) -> str:
 <h2>Rollouts</h2>
 <p class="note">Pick an iteration; click a column header to sort. Rows a filter hit are
 <span class="hit-key">shaded red</span> with the matched text marked; samples selected for training are
-<span class="sel-key">marked ✓</span>. At most {max_rollouts} rollouts per iteration are kept in the page.</p>
+<span class="sel-key">marked ✓</span>. {kept} The table shows {PAGE_ROWS} at a time: sorting
+orders all of them.</p>
 <div class="browser">{run_select}
 <div class="iters"><span>iteration</span><div id="iterations"></div></div></div>
 <p id="rollout-note" class="note"></p>
+<div id="pager"><button id="page-first">« first</button><button id="page-prev">‹ previous</button>
+<span id="page-info"></span><button id="page-next">next ›</button><button id="page-last">last »</button></div>
 <div class="table-wrap"><table id="rollouts"><thead></thead><tbody></tbody></table></div>
 <script type="application/json" id="report-data">{_data_json(data)}</script>
 <script>{JS}</script>
@@ -383,6 +430,9 @@ table{border-collapse:collapse}#eval td,#eval th{padding:3px 10px;border-bottom:
 #rollouts td.text{white-space:pre-wrap;word-break:break-word;max-width:34em}
 #rollouts tr.hit,.hit-key{background:#fdecea}#rollouts tr.sel td:first-child{border-left:4px solid #2ca02c}
 .sel-key{border-left:4px solid #2ca02c;padding-left:3px}mark{background:#f5b7b1;color:inherit}
+#pager{margin:.4em 0;display:flex;gap:.5em;align-items:center}#pager[hidden]{display:none}
+#pager button{border:1px solid #bbb;background:#f7f7f7;border-radius:3px;padding:2px 8px;cursor:pointer}
+h3{font-size:1em;margin:.8em 0 .3em}
 """
 
 JS = r"""
@@ -390,7 +440,9 @@ JS = r"""
   const data = JSON.parse(document.getElementById("report-data").textContent);
   const itersBox = document.getElementById("iterations"), note = document.getElementById("rollout-note");
   const table = document.getElementById("rollouts"), select = document.getElementById("run-select");
-  let run = 0, it = null, sortCol = null, sortDir = 1;
+  const pager = document.getElementById("pager"), pageInfo = document.getElementById("page-info");
+  const PAGE = data.page_rows || 100;
+  let run = 0, it = null, sortCol = null, sortDir = 1, page = 0, pages = 1;
   const fmt = v => v === null || v === undefined ? "–" : typeof v === "number" ? v.toFixed(3) : String(v);
 
   function columns(rows) {
@@ -399,7 +451,7 @@ JS = r"""
       {label: "completion", get: r => r.completion, text: true},
       {label: "total", get: r => r.total, num: true}];
     names.forEach(n => cols.push({label: n, get: r => (r.rewards || {})[n], num: true}));
-    cols.push({label: "hits", get: r => Object.entries(r.hits).map(([k, v]) => k + "×" + v).join(" ")});
+    cols.push({label: "hits", get: r => Object.entries(r.hits || {}).map(([k, v]) => k + "×" + v).join(" ")});
     if (rows.some(r => r.selected !== null && r.selected !== undefined))
       cols.push({label: "selected", get: r => r.selected ? 1 : 0, show: r => r.selected ? "✓" : "",
                  num: true});
@@ -421,8 +473,10 @@ JS = r"""
   }
 
   function render() {
-    const entry = data.runs[run].iterations[it], cols = columns(entry.rows);
-    const rows = entry.rows.slice();
+    const entry = data.runs[run].iterations[it];
+    // Each prompt is stored once per iteration: a row points at it.
+    entry.rows.forEach(r => { if (r.prompt === undefined) r.prompt = entry.prompts[r.p]; });
+    const cols = columns(entry.rows), rows = entry.rows.slice();
     if (sortCol !== null) {
       const c = cols[sortCol];
       rows.sort((x, y) => {
@@ -436,16 +490,21 @@ JS = r"""
     cols.forEach((c, i) => {
       const th = document.createElement("th"); th.textContent = c.label;
       if (i === sortCol) th.className = sortDir > 0 ? "asc" : "desc";
-      th.onclick = () => { sortDir = i === sortCol ? -sortDir : (c.num ? -1 : 1); sortCol = i; render(); };
+      th.onclick = () => {
+        sortDir = i === sortCol ? -sortDir : (c.num ? -1 : 1); sortCol = i; page = 0; render();
+      };
       head.append(th);
     });
     table.tHead.replaceChildren(head);
-    table.tBodies[0].replaceChildren(...rows.map(r => {
+    pages = Math.max(1, Math.ceil(rows.length / PAGE));
+    page = Math.min(Math.max(page, 0), pages - 1);
+    const first = page * PAGE, shown = rows.slice(first, first + PAGE);
+    table.tBodies[0].replaceChildren(...shown.map(r => {
       const tr = document.createElement("tr");
-      if (Object.keys(r.hits).length) tr.classList.add("hit");
+      if (Object.keys(r.hits || {}).length) tr.classList.add("hit");
       if (r.selected) tr.classList.add("sel");
       cols.forEach(c => {
-        if (c.text) { tr.append(marked(r.completion, r.marks)); return; }
+        if (c.text) { tr.append(marked(r.completion, r.marks || [])); return; }
         const td = document.createElement("td"), v = c.get(r);
         td.textContent = c.show ? c.show(r) : c.label === "#" ? String(v) : fmt(v);
         if (c.num) td.className = "num"; else if (c.label === "prompt") td.className = "text";
@@ -454,12 +513,21 @@ JS = r"""
       return tr;
     }));
     note.textContent = "iteration " + entry.iteration + ": " + (entry.count > entry.rows.length
-      ? "showing the first " + entry.rows.length + " of " + entry.count + " rollouts"
+      ? "the first " + entry.rows.length + " of " + entry.count + " rollouts are in the page"
       : entry.count + " rollouts");
+    pager.hidden = pages < 2;
+    pageInfo.textContent = "rows " + (rows.length ? first + 1 : 0) + "–" + (first + shown.length) + " of "
+      + rows.length + " (page " + (page + 1) + " of " + pages + ")";
   }
 
+  const go = p => { page = p; render(); };
+  document.getElementById("page-first").onclick = () => go(0);
+  document.getElementById("page-prev").onclick = () => go(page - 1);
+  document.getElementById("page-next").onclick = () => go(page + 1);
+  document.getElementById("page-last").onclick = () => go(pages - 1);
+
   function show(i) {
-    it = i; sortCol = null;
+    it = i; sortCol = null; page = 0;
     [...itersBox.children].forEach((b, j) => b.classList.toggle("active", j === i));
     render();
   }
