@@ -509,3 +509,19 @@ def test_worst_rollouts_fit_and_come_worst_first(tmp_path, width):
     for name in ("total", "emoji"):
         assert name in result.stdout
     assert "[+" in result.stdout or "word" in result.stdout  # the completion is shown, folded not cut
+
+
+def test_columns_keeps_what_a_narrow_terminal_left_out(tmp_path):
+    root = wide_run(tmp_path / "run")
+    env = {"COLUMNS": "80"}
+    result = CliRunner().invoke(main, ["inspect", str(root), "--columns", "kl,dist-2"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "1e-05" in result.stdout and "dist-2" in result.stdout and "loss" in result.stdout
+    assert max(map(len, result.stdout.splitlines())) <= 80  # wrapped, not cut
+    left = result.stdout[result.stdout.index("left out:"):]
+    assert "kl," not in left and "dist-2" not in left and "sec" in left
+    everything = CliRunner().invoke(main, ["inspect", str(root), "--columns", "all"], env=env).stdout
+    assert "left out" not in everything  # every column, squeezed: nothing named as missing
+    bad = CliRunner().invoke(main, ["inspect", str(root), "--columns", "kll"], env=env)
+    assert bad.exit_code == 1 and "no column kll" in bad.output and "Traceback" not in bad.output
+    assert "algorithm" not in bad.stdout  # refused before anything is printed

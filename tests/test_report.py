@@ -315,6 +315,7 @@ def test_training_health_and_the_last_rollout_in_headless_chromium(tmp_path):
         assert "the worst answer" in first.text and "-5.000" in first.text
         assert "rows 1–100 of 256" in driver.find_element(By.ID, "page-info").text
         driver.set_window_size(1400, driver.execute_script("return document.body.scrollHeight") + 200)
-        assert driver.save_screenshot("/tmp/report.png")
+        driver.execute_script("window.scrollTo(0, 0)")
+        assert driver.save_screenshot(str(tmp_path / "health.png"))
     finally:
         driver.quit()

@@ -42,11 +42,14 @@ PIPE_WIDTH = 160
               help="The same prompts at iterations A and B side by side.")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.png",
               help="Write a figure of the reward curves, length, distinct-2 and filter rates.")
+@click.option("--columns", metavar="NAME,...|all",
+              help="Iteration-table columns to keep however narrow the terminal ('all': every one); "
+              "by default the least important are left out until the table fits, and named.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of tables.")
 def command(paths: tuple[Path, ...], iteration: str | None, sort: str | None, top: int | None,
             worst: int | None, filter_name: str | None, prompt_text: str | None, grep: str | None,
             selected: bool | None, limit: int, full: bool, compare: tuple[str, str] | None,
-            plot: Path | None, as_json: bool) -> None:
+            plot: Path | None, columns: str | None, as_json: bool) -> None:
     """Read a run directory or a rollouts file: metrics per iteration, the rollouts themselves, plots.
 
     \b
@@ -109,7 +112,7 @@ def command(paths: tuple[Path, ...], iteration: str | None, sort: str | None, to
             render.warn(err, summary.problems)
             if plot is not None:
                 _plot([summary], plot, err)
-            render.show_summary(out, summary, as_json)
+            render.show_summary(out, summary, as_json, columns)
             return
         if plot is not None:
             _plot([summary], plot, err)

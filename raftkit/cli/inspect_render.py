@@ -80,10 +80,11 @@ def _pct(v: float | None) -> str:
 # --------------------------------------------------------------------------- the run summary
 
 
-def show_summary(out: Console, s: runview.RunSummary, as_json: bool) -> None:
+def show_summary(out: Console, s: runview.RunSummary, as_json: bool, columns: str | None = None) -> None:
     if as_json:
         _json(s.to_json())
         return
+    table, dropped = _iterations_table(s, out, columns) if s.metrics else (None, [])  # checks --columns
     style = STATUS_STYLES.get(s.status, "cyan")
     out.print(Text(visible(str(s.root)), style="bold"))
     for key, value in s.config_summary().items():
@@ -95,7 +96,6 @@ def show_summary(out: Console, s: runview.RunSummary, as_json: bool) -> None:
     if not s.metrics:
         out.print(Text("  no iteration has completed yet", style="yellow"))
     else:
-        table, dropped = _iterations_table(s, out)
         out.print(table)
         if dropped:
             out.print(left_out_note(dropped))
@@ -136,7 +136,7 @@ def show_summary(out: Console, s: runview.RunSummary, as_json: bool) -> None:
 class _Col:
     header: str
     cell: Callable[[dict[str, Any]], str]
-    rank: int  # what goes first when the table is too wide: the highest rank (0: always kept)
+    rank: int  # what goes first when the table is too wide: the highest rank (0, 1: always kept)
     name: str = ""  # how the note on left-out columns calls it
 
     def __post_init__(self) -> None:
@@ -205,10 +205,21 @@ def _iteration_columns(s: runview.RunSummary) -> list[_Col]:
     return cols
 
 
-def _iterations_table(s: runview.RunSummary, out: Console | None = None) -> tuple[Table, list[str]]:
+def _iterations_table(s: runview.RunSummary, out: Console | None = None, columns: str | None = None
+                      ) -> tuple[Table, list[str]]:
     """The one-row-per-iteration table, fitted to ``out``'s width: the least important columns are left
-    out until it fits (their names are returned); what still does not fit wraps, never cut."""
+    out until it fits (their names are returned); what still does not fit wraps, never cut. ``columns``
+    ('all', or names separated by commas, as the left-out line gives them) are kept whatever the width."""
     cols = _iteration_columns(s)
+    if columns:
+        wanted = {c.strip() for c in columns.split(",")}
+        unknown = wanted - {c.name for c in cols} - {"all"}
+        if unknown:
+            raise runview.InspectError(f"--columns: no column {', '.join(sorted(unknown))} in this run "
+                                       f"(columns: all, {', '.join(c.name for c in cols)})")
+        for c in cols:
+            if "all" in wanted or c.name in wanted:
+                c.rank = 0
     cells = {id(c): [c.cell(m) for m in s.metrics] for c in cols}  # each cell computed once
     kept = list(cols)
     if out is not None:
@@ -217,7 +228,7 @@ def _iterations_table(s: runview.RunSummary, out: Console | None = None) -> tupl
 
         # No outer edge or padding: each column but the first adds a separator and two spaces.
         while sum(map(width, kept)) + 3 * (len(kept) - 1) > out.width:
-            droppable = [c for c in kept if c.rank > 0]
+            droppable = [c for c in kept if c.rank > 1]  # 0 and 1: the essentials
             if not droppable:
                 break  # the essentials wrap (overflow "fold"): nothing is cut
             kept.remove(max(droppable, key=lambda c: (c.rank, kept.index(c))))  # rightmost least important
@@ -229,9 +240,10 @@ def _iterations_table(s: runview.RunSummary, out: Console | None = None) -> tupl
     return t, [c.name for c in cols if c not in kept]
 
 
-def left_out_note(names: list[str], how: str = "--json shows every metric") -> Text:
-    """The line that names columns a narrow terminal left out, and where to see them."""
-    return Text(f"left out: {', '.join(names)} (the terminal is too narrow; {how})", style="dim")
+def left_out_note(names: list[str]) -> Text:
+    """The line that names columns a narrow terminal left out, and how to see them."""
+    return Text(f"left out: {', '.join(names)} (the terminal is too narrow; --columns NAME,... or "
+                "--columns all shows them, --json every metric)", style="dim")
 
 
 # --------------------------------------------------------------------------- rollouts

@@ -52,9 +52,9 @@ def chart_keys(summaries: Sequence[runview.RunSummary]) -> list[tuple[str, str]]
 # Training health, in this order; a prefix ending in '/' takes every key under it (first-seen order).
 HEALTH = (("loss", "loss"), ("policy_loss", "policy loss"), ("value_loss", "value loss"),
           ("learning_rate", "learning rate"), ("kl", "KL to the reference"), ("entropy", "entropy"),
-          ("clip_ratio/", "clipped share: "), ("grad_norm", "gradient norm"),
+          ("clip_ratio/", "clip ratio: "), ("grad_norm", "gradient norm"),
           ("frac_reward_zero_std", "groups with no reward spread"),
-          ("mismatch/", "sampler/trainer mismatch: "))
+          ("mismatch/", "mismatch: "))
 
 
 def health_keys(summaries: Sequence[runview.RunSummary]) -> list[tuple[str, str]]:
