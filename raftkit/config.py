@@ -2,8 +2,10 @@
 
 Each field is followed by a string literal (cleanrl style); ``field_docs`` reads those with ``ast``.
 ``AlignConfig`` holds what every algorithm shares; each algorithm's own config (``RaftConfig``,
-``GRPOConfig``, ... in raftkit.algorithms) adds its fields. A field name means one thing everywhere: a name
-the common config already has is not repeated. Values come, in increasing priority, from the dataclass
+``GRPOConfig``, ... in raftkit.algorithms) adds its fields; a name the common config already has is not
+repeated. Where a field's name is unclear or differs in meaning between algorithms (``beta``), its option
+has a clear name (``CLEAR_NAMES``: --kl-beta, --dpo-beta) and the field name stays accepted; ``settle``
+turns either into the chosen algorithm's fields. Values come, in increasing priority, from the dataclass
 defaults, a ``--config`` file (YAML or TOML, flat keys) and the command line. A run writes the resolved
 config back to ``RUN_DIR/config.yaml`` in the same flat form, so ``--config RUN_DIR/config.yaml`` repeats
 it.
