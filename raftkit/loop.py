@@ -494,7 +494,7 @@ def run(
             console.print(f"[bold red]done, but the model looks wrecked[/bold red] (see above): {root}")
         else:
             console.print(f"[bold]done[/bold]: {root} (model at {root / 'model'})")
-        console.print(closing_line(root), markup=False, highlight=False, style="dim")
+        console.print(closing_line(root), markup=False, highlight=False, style="dim", soft_wrap=True)
         distributed.shutdown()
         return root
     except KeyboardInterrupt:
