@@ -184,7 +184,10 @@ def _iteration_columns(s: runview.RunSummary) -> list[_Col]:
         key = f"filter/{f}/rate"
         # filter/any/rate is the degenerate share (any filter hit): kept; each filter's own rate may go.
         header = "degen\n%" if f == "any" else f"{visible(f)}\nhit %"
-        cols.append(_Col(header, lambda m, key=key: _pct(runview.number(m.get(key))), 1 if f == "any" else 3,
+        # A filter that never hit says least: it goes before those that did.
+        hit = any(runview.number(v) for v in s.series(key))
+        cols.append(_Col(header, lambda m, key=key: _pct(runview.number(m.get(key))),
+                         1 if f == "any" else 3 if hit else 4,
                          "degenerate share" if f == "any" else f"{visible(f)} hit %"))
     for key, label, rank in (("kl", "kl", 2), ("loss", "loss", 1), ("value_loss", "v loss", 4),
                              ("clip_ratio/region_mean", "clip", 4), ("n_selected", "n sel", 3)):
