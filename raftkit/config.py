@@ -188,7 +188,9 @@ def at_least(cfg: Any, name: str, low: float) -> None:
     if value < low:
         f = next((f for f in dataclasses.fields(cfg) if f.name == name), None)
         option = option_name(type(cfg), f) if f is not None else name
-        raise ConfigError(f"--{option.replace('_', '-')} must be at least {low}, got {value}")
+        # A clear option name differs from the field a config file or a saved run spells: name both.
+        spelled = f" ({name})" if option != name else ""
+        raise ConfigError(f"--{option.replace('_', '-')}{spelled} must be at least {low}, got {value}")
 
 
 # --------------------------------------------------------------------------- reading the dataclasses

@@ -654,6 +654,6 @@ def test_explore_config_and_cli_options():
         GRPOConfig(explore_share=1.5)
     with pytest.raises(ValueError, match="explore_is_floor"):
         GRPOConfig(explore_is_floor=2.0)
-    help_text = CliRunner().invoke(main, ["align", "--help"]).output
+    help_text = CliRunner().invoke(main, ["align", "--algo", "grpo", "--help"]).output
     for option in ("--explore-hint", "--explore-share", "--explore-is-cap", "--explore-is-floor"):
         assert option in help_text
