@@ -4,11 +4,16 @@
 column with the math-verify library (the checker behind TRL's ``accuracy_reward``): ``7``, ``3 + 4 = 7``,
 ``\\boxed{7}`` and ``7.0`` all match a gold ``7``. As TRL does, a row whose gold answer cannot be parsed
 scores ``None``: left out of the total, not counted as wrong.
+
+An answer that only restates an expression of the question earns nothing: math-verify evaluates ``49 - 12``
+to 37, so "…gives us 18. So, 49 - 12 =" would be credited with a gold 37. RAFT trained on arithmetic
+learnt exactly that ending within eight iterations.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -34,10 +39,27 @@ def _gold(text: str) -> Any:
     return parse(text, extraction_config=configs, parsing_timeout=None)
 
 
+_OPERATOR = re.compile(r"[-+*/^×÷]|\\(?:frac|cdot|times|div)")
+_SPACE = re.compile(r"\s+")
+
+
+def restates(answer: str, prompt: str) -> bool:
+    """Whether ``answer`` is an expression with an operator that the prompt itself contains: no answer.
+
+    >>> restates("49 - 12", "Compute 49 - 12."), restates("37", "Compute 49 - 12."), restates("14/2", "7?")
+    (True, False, False)
+    """
+    bare = _SPACE.sub("", answer)
+    return bool(_OPERATOR.search(bare)) and bare in _SPACE.sub("", prompt)
+
+
 @reward(name="math_verify",
         description="1.0 if the completion's last expression equals the gold answer (math-verify), else 0.0.")
-def math_verify(completions: list[Any], *, column: str = "solution", **kwargs: Any) -> list[float | None]:
-    """Whether each completion's answer equals its row's gold answer, by value (``14/2`` matches ``7``).
+def math_verify(
+    completions: list[Any], *, column: str = "solution", prompts: list[Any] | None = None, **kwargs: Any
+) -> list[float | None]:
+    """Whether each completion's answer equals its row's gold answer, by value (``14/2`` matches ``7``);
+    0.0 where the answer only restates an expression of its prompt (``restates``).
 
     Args:
         completions: strings or chat messages.
@@ -54,13 +76,17 @@ def math_verify(completions: list[Any], *, column: str = "solution", **kwargs: A
         raise ValueError(f"math_verify needs the gold answers in a dataset column named '{column}'; add one, "
                          f"or name yours with math_verify:column=NAME")
     parse, verify, configs = _math_verify()
+    prompts = prompts if prompts is not None else [""] * len(completions)
     scores: list[float | None] = []
-    for completion, gold_text in zip(completions, kwargs[column], strict=True):
+    for completion, gold_text, prompt in zip(completions, kwargs[column], prompts, strict=True):
         gold = _gold(str(gold_text))
         if not gold:
             scores.append(None)
             continue
         answer = parse(completion_text(completion), extraction_config=configs, parsing_timeout=None)
+        if answer and restates(str(answer[-1]), completion_text(prompt)):
+            scores.append(0.0)
+            continue
         scores.append(float(verify(gold, answer, timeout_seconds=None)))
     return scores
 
