@@ -253,7 +253,7 @@ def test_a_clear_name_sets_the_algorithms_own_field(algo, given, field):
     assert values == {field: value, "algo": algo}
     assert getattr(build_configs({**values, "rewards": ["emoji"]})[1], field) == value
     if given == "kl_beta" and algo == "raft":  # a range check names the option it was given as
-        with pytest.raises(ConfigError, match=r"--kl-beta must be at least 0, got -1"):
+        with pytest.raises(ConfigError, match=r"--kl-beta \(rank_beta\) must be at least 0, got -1"):
             build_configs({**_settle(algo, {given: -1}), "rewards": ["emoji"]})
     if given == "gae_lambda":  # the algorithm's own check names the option too
         with pytest.raises(ConfigError, match=r"options: --gae-lambda \(lam\) must be in \[0, 1\], got 2"):
