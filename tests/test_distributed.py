@@ -135,7 +135,7 @@ def test_raft_with_two_processes_writes_one_run_directory(tmp_path, tiny_model_p
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert json.loads((run / "run.json").read_text())["status"] == "finished"
     assert sorted(p.name for p in run.iterdir() if p.name != "logs") == [
-        "checkpoint", "config.yaml", "iterations", "metrics.jsonl", "model", "run.json"]
+        "checkpoint", "config.yaml", "iterations", "metrics.jsonl", "model", "run.json", "run.lock"]
     from raftkit.datasets import load_prompts
 
     train, _ = load_prompts(None).split_heldout(0, seed=0)
