@@ -5,9 +5,9 @@ column with the math-verify library (the checker behind TRL's ``accuracy_reward`
 ``\\boxed{7}`` and ``7.0`` all match a gold ``7``. As TRL does, a row whose gold answer cannot be parsed
 scores ``None``: left out of the total, not counted as wrong.
 
-An answer that only restates an expression of the question earns nothing: math-verify evaluates ``49 - 12``
-to 37, so "…gives us 18. So, 49 - 12 =" would be credited with a gold 37. RAFT trained on arithmetic
-learnt exactly that ending within eight iterations.
+An answer that only restates the question earns nothing (``restates``): math-verify evaluates ``49 - 12``
+to 37, so "…gives us 18. So, 49 - 12 =" and "15 is the result of 40 + 15." would be credited. RAFT trained
+on arithmetic learnt both endings within eight iterations.
 """
 
 from __future__ import annotations
@@ -41,16 +41,29 @@ def _gold(text: str) -> Any:
 
 _OPERATOR = re.compile(r"[-+*/^×÷]|\\(?:frac|cdot|times|div)")
 _SPACE = re.compile(r"\s+")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_LETTER = re.compile(r"[^\W\d_]")
 
 
 def restates(answer: str, prompt: str) -> bool:
-    """Whether ``answer`` is an expression with an operator that the prompt itself contains: no answer.
+    """Whether ``answer`` is no answer but the question again: an expression with an operator that the prompt
+    contains (spaces and closing punctuation aside), or a numeric expression made only of the prompt's own
+    numbers (``15 + 40`` for "40 + 15 = ?"). A symbolic answer (``x + 1``) is never taken for one.
 
-    >>> restates("49 - 12", "Compute 49 - 12."), restates("37", "Compute 49 - 12."), restates("14/2", "7?")
+    >>> restates("49 - 12", "Compute 49 - 12."), restates("40 + 15.", "40 + 15 = ?")
+    (True, True)
+    >>> restates("15+40", "40 + 15?"), restates("37", "Compute 49 - 12."), restates("14/2", "7?")
     (True, False, False)
+    >>> restates("x + 1", "Simplify (x^2-1)/(x-1).")
+    False
     """
-    bare = _SPACE.sub("", answer)
-    return bool(_OPERATOR.search(bare)) and bare in _SPACE.sub("", prompt)
+    bare = _SPACE.sub("", answer).rstrip(".,;:!?")
+    if not _OPERATOR.search(bare):
+        return False
+    if bare in _SPACE.sub("", prompt):
+        return True
+    numbers = _NUMBER.findall(bare)
+    return bool(numbers) and not _LETTER.search(bare) and set(numbers) <= set(_NUMBER.findall(prompt))
 
 
 @reward(name="math_verify",

@@ -54,8 +54,9 @@ def test_an_answer_that_restates_the_question_earns_nothing():
     """math-verify evaluates the trailing `49 - 12` to 37: a policy trained on arithmetic learnt to end with
     the question's expression after a wrong answer, and was credited. The restatement earns nothing now; a
     worked answer that ends in the value still earns 1."""
-    prompts = [[{"role": "user", "content": "Compute 49 - 12."}]] * 4
-    completions = ["…which gives us 18. So, 49 - 12 = ", "49-12", "49 - 12 = 37", "It is 37."]
-    assert math_verify(completions, solution=["37"] * 4, prompts=prompts) == [0.0, 0.0, 1.0, 1.0]
+    prompts = [[{"role": "user", "content": "Compute 49 - 12."}]] * 6
+    completions = ["…which gives us 18. So, 49 - 12 = ", "49-12", "12 is the answer to 49 - 12.",
+                   "31 is 12 + 49 - 12 - 12.", "49 - 12 = 37", "It is 37."]
+    assert math_verify(completions, solution=["37"] * 6, prompts=prompts) == [0.0, 0.0, 0.0, 0.0, 1.0, 1.0]
     stack = RewardStack.build(["math_verify"], [])
     assert stack.score(prompts[:1], completions[:1], {"solution": ["37"]}).total == [0.0]
