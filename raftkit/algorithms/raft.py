@@ -314,7 +314,9 @@ class RAFT:
         if self.config.rank_beta > 0:  # what the penalty changed, under the configured ranking
             unpenalised = set(self.select(rollouts, scores.total, excluded))
             rank_metrics["rank/changed_prompts"] = len(unpenalised.symmetric_difference(chosen)) / 2
-        blocked = [b or n for b, n in zip(ineligible(scores), self._unimitable(scores), strict=True)]
+        # Never anchored either: unscored samples and those that earned nothing.
+        nothing = self.floor.earned_nothing(scores.total, self.config.min_total)
+        blocked = [any(f) for f in zip(ineligible(scores), nothing, scores.unscorable, strict=True)]
         anchored = self.anchors(rollouts, blocked, excluded, len(chosen))
         trained = sorted([*chosen, *anchored])
         optimizer = self.optimizer()
@@ -348,7 +350,7 @@ class RAFT:
         metrics = {
             "n_selected": len(chosen),
             "n_anchors": len(anchored),
-            "n_earned_nothing": sum(self.floor.earned_nothing(scores.total, self.config.min_total)),
+            "n_earned_nothing": sum(nothing),
             "n_empty_prompts": empty_groups([r.prompt_index for r in rollouts], excluded),
             "n_skipped_prompts": len(self.skipped),
             "answer_miss/rate": sum(misses) / len(misses) if misses else 0.0,
@@ -385,11 +387,6 @@ class RAFT:
         flat = [i for members in found.values() if len(members) > 1 for i in members]  # one needs no ratio
         ratios = dict(zip(flat, self.log_ratios(rollouts, flat), strict=True))
         return anchors.pick(found, {i: ratios.get(i, 0.0) for members in found.values() for i in members})
-
-    def _unimitable(self, scores: Any) -> list[bool]:
-        """Samples that may not even anchor: unscored ones, and those that earned nothing."""
-        nothing = self.floor.earned_nothing(scores.total, self.config.min_total)
-        return [n or u for n, u in zip(nothing, scores.unscorable, strict=True)]
 
     def regularise(
         self, rollouts: Sequence[Rollout], totals: list[float], excluded: Sequence[bool]
