@@ -87,7 +87,12 @@ def build_configs(values: Mapping[str, Any], source: str = "options") -> tuple[A
     except trackers.TrackerError as e:
         raise ConfigError(f"{source}: {e}") from None
     # AlignConfig has checked the algorithm's name already.
-    return cfg, build(algorithms.get(cfg.algo).config, values, source)
+    cls = algorithms.get(cfg.algo).cls
+    algo_cfg = build(cls.Config, values, source)
+    if values.get("lr") is None and hasattr(cls, "lr_for"):
+        # An algorithm may choose its learning rate by what the run has (GRPO: whether it explores).
+        cfg.lr = cls.lr_for(cfg.rewards, algo_cfg)
+    return cfg, algo_cfg
 
 
 def check_options(values: Mapping[str, Any], algo: str, source: str) -> None:

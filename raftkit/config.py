@@ -122,8 +122,9 @@ class AlignConfig:
     max_new_tokens: int = 40
     """Most tokens a completion may have."""
     lr: float | None = None
-    """Peak learning rate (AdamW); default: 3e-5 for raft and raftpp (steps on selected samples), 1e-4 for
-    grpo (with its 4 mini-batches and no KL term), 1e-5 for reinforce_rej and ppo, 1e-6 for online_dpo."""
+    """Peak learning rate (AdamW); default: 3e-5 for raft and raftpp (steps on selected samples), 3e-5 for
+    grpo, or 1e-4 where it explores with a hint (the built-in emoji and length rewards), 1e-5 for
+    reinforce_rej and ppo, 1e-6 for online_dpo."""
     seed: int = 0
     """Random seed: prompt order, sampling engine, training."""
     output: str | None = None

@@ -310,12 +310,29 @@ def test_grpo_never_pushes_a_cut_off_sample_up_but_lets_it_go_down(tiny_model_pa
 
 def test_grpo_defaults_are_the_measured_ones_and_reinforce_rej_keeps_its_own():
     grpo, rr = GRPOConfig(), ReinforceRejConfig()
-    assert (GRPO.default_lr, GRPO.default_prompts) == (1e-4, 32)
+    assert (GRPO.default_lr, GRPO.explore_lr, GRPO.default_prompts) == (3e-5, 1e-4, 32)
     def measured(c):
         return c.beta, c.mini_batches, c.explore_prefill, c.truncated_neutral
 
     assert measured(grpo) == (0.0, 4, True, True)
     assert measured(rr) == (0.0, 1, False, False)
+
+
+@pytest.mark.parametrize(("settings", "lr"), [
+    ({"rewards": ["math_verify"]}, 3e-5),  # a verifier: no hint, so no exploration
+    ({"rewards": ["emoji", "length"]}, 1e-4),  # the built-in hints: the run explores
+    ({"rewards": ["emoji"], "explore_hint": ""}, 3e-5),  # exploration turned off
+    ({"rewards": ["emoji"], "explore_share": 0.0}, 3e-5),
+    ({"rewards": ["math_verify"], "explore_hint": " Show your work."}, 1e-4),  # the user's own hint
+    ({"rewards": ["emoji"], "lr": 2e-5}, 2e-5),  # a given lr always wins
+])
+def test_grpo_picks_its_learning_rate_by_whether_the_run_explores(settings, lr):
+    from raftkit.api import build_configs
+
+    cfg, _ = build_configs({"algo": "grpo", **settings})
+    assert cfg.lr == lr
+    assert build_configs({"algo": "raft", **{k: v for k, v in settings.items() if "explore" not in k}})[0].lr \
+        == settings.get("lr", 3e-5)
 
 
 @pytest.mark.parametrize(("cls", "config"), [(RAFTpp, RAFTppConfig), (ReinforceRej, ReinforceRejConfig)])

@@ -2,7 +2,8 @@
 
 An algorithm is a class implementing ``raftkit.algorithms.base.Algorithm``. Besides ``sample`` and ``update``
 it declares its ``name``, a ``Config`` dataclass of its own settings (they become `raftkit align` options),
-and ``default_lr`` and ``default_prompts``; it is constructed as
+and ``default_lr`` and ``default_prompts`` (an optional classmethod ``lr_for(rewards, config)`` picks the
+learning rate by what the run has, where one number does not serve every task); it is constructed as
 ``cls(policy, config, *, lr, total_steps, k, sampling, seed, rewards)``.
 
 Algorithms register through the ``register_algorithms`` hook of the ``raftkit`` entry-point group; the
