@@ -2,9 +2,17 @@
 
 from raftkit.api import Run, align, score
 from raftkit.api import evaluate as eval_model
-from raftkit.hookspecs import hookimpl
-from raftkit.registry import filter, load_registry, reward
-from raftkit.rewards import RewardError, RewardSpec, RewardStack, Scores, completion_text
+from raftkit.rewards import (
+    RewardError,
+    RewardSpec,
+    RewardStack,
+    Scores,
+    completion_text,
+    filter,
+    hookimpl,
+    load_registry,
+    reward,
+)
 
 # `raftkit.eval(...)` reads like the command; not in __all__, so `import *` never shadows the builtin.
 eval = eval_model

@@ -107,14 +107,14 @@ def reward_specs(items: RewardLike | Iterable[RewardLike] | None,
                  resumable: bool = False) -> list[str | dict]:
     """Spec strings or mappings for rewards given as functions, callable objects, specs or a mix (a single
     one is fine). ``resumable``: each must load again in another process (a run records it), else a
-    RegistryError says how to make it so (raftkit.reward_refs.register)."""
-    from raftkit import reward_refs
+    RegistryError says how to make it so (raftkit.rewards.refs.register)."""
+    from raftkit.rewards import refs
 
     if items is None:
         return []
     if isinstance(items, str | dict) or callable(items):
         items = [items]
-    return [reward_refs.register(r, resumable=resumable) if callable(r) else r for r in items]
+    return [refs.register(r, resumable=resumable) if callable(r) else r for r in items]
 
 
 # --------------------------------------------------------------------------- align

@@ -293,7 +293,7 @@ def _mismatch(where: str, reason: str, value: Any) -> ConfigError:
 def coerce(value: Any, t: Any, where: str) -> Any:
     """Convert a value read from a file or the CLI to the type ``t``; ``where`` goes in the error.
 
-    The one converter of config fields and reward parameters (raftkit.registry.Param): a ConfigError's
+    The one converter of config fields and reward parameters (raftkit.rewards.info.Param): a ConfigError's
     ``reason`` says what was expected, without ``where``.
     """
     base, optional = _unwrap_optional(t)
@@ -389,8 +389,7 @@ def build(cls: type, values: Mapping[str, Any], source: str = "config") -> Any:
 def check_reward_specs(values: Mapping[str, Any], source: str) -> None:
     """Every ``rewards``/``filters`` entry must read as a spec (not ``parms:``, ``weight: abc``...): said
     with the file's name, before anything loads. Names are resolved later, against the plugins."""
-    from raftkit.registry import RegistryError
-    from raftkit.rewards import RewardSpec
+    from raftkit.rewards import RegistryError, RewardSpec
 
     for key in ("rewards", "filters"):
         for i, item in enumerate(values.get(key) or ()):

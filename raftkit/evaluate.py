@@ -35,7 +35,7 @@ def eval_stack(rewards: Sequence[Any], filters: Sequence[Any], timeout: float = 
     """The stack an evaluation scores with: the given rewards plus ``answer_match``, and every default
     filter plus the given ones (a filter the run configured keeps its parameters)."""
     from raftkit.config import DEFAULT_FILTERS
-    from raftkit.registry import load_registry
+    from raftkit.rewards import load_registry
 
     # Only what is installed: RAFTKIT_LOAD_PLUGINS may have left the built-ins out.
     installed = load_registry().rewards

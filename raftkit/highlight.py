@@ -1,6 +1,6 @@
 """Where degenerate text sits in a completion, for ``raftkit inspect`` to colour it; and folding long text.
 
-The patterns are the built-in filters' own (``raftkit_plugins.filters.PATTERNS``), so what is
+The patterns are the built-in filters' own (``raftkit.rewards.builtin.filters.PATTERNS``), so what is
 highlighted is what the filters look for. Only where that module cannot be imported (a broken install)
 does highlighting fall back to the self-dialogue pattern shared in ``raftkit.text``.
 """
@@ -17,7 +17,7 @@ from raftkit.text import SELF_DIALOGUE
 def highlight_patterns() -> dict[str, re.Pattern[str]]:
     """Highlight patterns keyed by filter name: the built-in filters' ``PATTERNS``."""
     try:
-        from raftkit_plugins.filters import PATTERNS
+        from raftkit.rewards.builtin.filters import PATTERNS
     except Exception:  # a broken plugin module must not stop a run from being read
         return {"self_dialogue": SELF_DIALOGUE}
     return dict(PATTERNS)

@@ -278,8 +278,7 @@ def refusal(option: str) -> str:
 def fold_reward_weights(values: dict[str, Any], source: str) -> None:
     """Apply TRL's ``reward_weights`` (one weight per reward, in order) to ``values['rewards']`` in place,
     as each reward's own weight (``NAME*WEIGHT``), so config.yaml keeps raftkit's form."""
-    from raftkit.registry import RegistryError
-    from raftkit.rewards import RewardSpec
+    from raftkit.rewards import RegistryError, RewardSpec
 
     weights = values.pop(REWARD_WEIGHTS, None)
     if weights is None:

@@ -171,7 +171,7 @@ def spam(lang: str, answer: str, rng: random.Random) -> str:
 
 
 def matches(text: str, answers: list[str]) -> bool:
-    from raftkit_plugins.rules import answer_match
+    from raftkit.rewards.builtin.rules import answer_match
 
     return answer_match([text], answers=[answers])[0] == 1.0
 

@@ -107,8 +107,7 @@ def inline_plugin(*fns, name: str = "inline-test", hook=None):
     """Register ``fns`` (or a custom ``hook`` implementation) as a plugin for the duration of a ``with``
     block, unregistering it in ``finally`` (llm's pattern), so one test's rewards never leak into another's
     registry. Yields the plugin module."""
-    from raftkit.hookspecs import hookimpl
-    from raftkit.registry import plugin_manager
+    from raftkit.rewards import hookimpl, plugin_manager
 
     module = types.ModuleType(name)
 

@@ -12,12 +12,12 @@ import pytest
 import torch
 from test_grpo import PROMPT, _alone, _group, _policy, _with_ratios
 
-from raftkit import algorithms, hookspecs
+from raftkit import algorithms
 from raftkit.algorithms.grpo import GRPO, GRPOConfig, answer_gated_advantages, hint_floors, unearned_share
 from raftkit.algorithms.losses import BatchSize, group_advantages
 from raftkit.algorithms.raftpp import RAFTpp, RAFTppConfig
 from raftkit.algorithms.reinforce_rej import ReinforceRej, ReinforceRejConfig, silent_prompts
-from raftkit.rewards import Scores
+from raftkit.rewards import Scores, hookspecs
 from raftkit.rollouts import Batch, Rollout
 from raftkit.sampling.sampler import SamplingParams
 

@@ -12,8 +12,7 @@ import yaml
 from click.testing import CliRunner
 
 from raftkit.cli import main
-from raftkit.hookspecs import hookimpl
-from raftkit.registry import plugin_manager, reward
+from raftkit.rewards import hookimpl, plugin_manager, reward
 from raftkit.runs.rundir import read_jsonl
 
 pytestmark = pytest.mark.slow

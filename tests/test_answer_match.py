@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from raftkit import RewardStack
+from raftkit.rewards.builtin.rules import answer_match, normalize_answer
 from raftkit.rollouts import Batch, Rollout
-from raftkit_plugins.rules import answer_match, normalize_answer
 
 
 def chat(text: str) -> list[dict[str, str]]:

@@ -13,9 +13,19 @@ from click.testing import CliRunner
 from conftest import inline_plugin
 
 from raftkit.cli import main
-from raftkit.hookspecs import hookimpl
-from raftkit.registry import ALLOW_NON_FINITE, Ge, Gt, Le, Lt, RegistryError, info_for, load_registry, reward
-from raftkit.rewards import RewardStack
+from raftkit.rewards import (
+    ALLOW_NON_FINITE,
+    Ge,
+    Gt,
+    Le,
+    Lt,
+    RegistryError,
+    RewardStack,
+    hookimpl,
+    info_for,
+    load_registry,
+    reward,
+)
 
 ROWS = [{"prompt": "Capital of France?", "completion": "Paris! 😊"}, {"prompt": "Hi", "completion": "Hello#"}]
 
@@ -235,7 +245,7 @@ def test_a_plugin_registering_one_name_twice_loads_nothing_and_is_reported():
 def test_a_misspelt_hook_is_reported():
     import types
 
-    from raftkit.registry import plugin_manager
+    from raftkit.rewards import plugin_manager
 
     module = types.ModuleType("typo-plugin")
 

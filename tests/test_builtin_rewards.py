@@ -8,7 +8,7 @@ import time
 import pytest
 
 from raftkit import RewardStack
-from raftkit_plugins.rules import contains, distinct, emoji, format, keyword, length, repetition
+from raftkit.rewards.builtin.rules import contains, distinct, emoji, format, keyword, length, repetition
 
 
 def chat(text: str) -> list[dict[str, str]]:
@@ -154,9 +154,9 @@ def test_repetition_bounds_and_short_text():
 def test_docstring_examples_hold():
     import doctest
 
-    import raftkit.rewards
-    import raftkit_plugins.rules
+    import raftkit.rewards.builtin.rules
+    import raftkit.rewards.stack
 
-    for module in (raftkit_plugins.rules, raftkit.rewards):
+    for module in (raftkit.rewards.builtin.rules, raftkit.rewards.stack):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0 and result.attempted > 0, module.__name__

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from conftest import inline_plugin
 
 from raftkit.cli import main
-from raftkit.registry import plugin_manager
+from raftkit.rewards import plugin_manager
 
 ROWS = [
     {"prompt": "Capital of France?", "completion": "Paris! 🇫🇷😊", "answer": "Paris"},

@@ -214,7 +214,7 @@ def test_configuration_docs_are_generated_from_the_configs():
 
 
 def test_one_converter_for_config_fields_and_reward_parameters():
-    from raftkit.registry import Param, RegistryError
+    from raftkit.rewards import Param, RegistryError
 
     for t, raw, want in ((int, "4", 4), (Literal[1, 3], "3", 3), (int | str, "abc", "abc"),
                          (bool, "off", False), (float | None, "null", None), (Literal["a", "b"], "b", "b")):

@@ -101,7 +101,7 @@ def stepped(completions, trainer_state, log_metric, **kwargs):
 
 
 def test_rewards_get_the_trainer_state_in_the_evaluation_too():
-    from raftkit.reward_refs import register
+    from raftkit.rewards.refs import register
     from raftkit.runs.reward_log import trainer_state
 
     stack = evaluate.eval_stack([register(stepped)], [])
@@ -203,7 +203,7 @@ def test_eval_of_a_run_without_held_out_rows_says_what_to_do(tmp_path):
 def test_evaluation_and_the_answer_gate_without_the_builtin_plugins(monkeypatch):
     """RAFTKIT_LOAD_PLUGINS may leave answer_match and the filters out: no accuracy, no gate, no crash."""
     from raftkit.algorithms.raft import answer_misses
-    from raftkit.registry import plugin_manager
+    from raftkit.rewards import plugin_manager
 
     plugin_manager.cache_clear()
     monkeypatch.setenv("RAFTKIT_LOAD_PLUGINS", "rules")  # rewards only: no filters

@@ -10,7 +10,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from raftkit.cli import main
-from raftkit.registry import load_registry
+from raftkit.rewards import load_registry
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "raftkit-shout"
 

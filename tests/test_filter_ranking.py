@@ -10,8 +10,8 @@ import math
 
 import pytest
 
-from raftkit.filter_ranking import place_degenerate
 from raftkit.rewards import RewardError, RewardStack
+from raftkit.rewards.filter_ranking import place_degenerate
 
 NO_CAPS = [None, None, None, None]
 

@@ -7,8 +7,7 @@ import time
 import pytest
 
 from raftkit import RewardStack
-from raftkit.text import self_dialogue_cut
-from raftkit_plugins.filters import (
+from raftkit.rewards.builtin.filters import (
     PATTERNS,
     broken_char,
     emoji_density,
@@ -21,6 +20,7 @@ from raftkit_plugins.filters import (
     self_dialogue,
     stray_hash,
 )
+from raftkit.text import self_dialogue_cut
 
 ALL_FILTERS = (stray_hash, emoticon_flood, repetition_loop, self_dialogue, emoji_density, mention_spam,
                broken_char, no_words)
@@ -347,7 +347,7 @@ def test_patterns_find_what_each_filter_counts():
 def test_docstring_examples_hold():
     import doctest
 
-    import raftkit_plugins.filters
+    import raftkit.rewards.builtin.filters
 
-    result = doctest.testmod(raftkit_plugins.filters)
+    result = doctest.testmod(raftkit.rewards.builtin.filters)
     assert result.failed == 0 and result.attempted >= 6

@@ -6,7 +6,7 @@ import pytest
 from conftest import tiny_llama_config
 
 from raftkit import RewardError, RewardStack
-from raftkit.registry import RegistryError
+from raftkit.rewards import RegistryError
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def tiny_reward_model(tmp_path_factory, default_tokenizer):
 def test_reward_model_scores_at_last_non_pad_token(tiny_reward_model):
     import torch
 
-    from raftkit_plugins.neural import _reward_model, reward_model
+    from raftkit.rewards.builtin.neural import _reward_model, reward_model
 
     prompts = ["Q: capital of France?\nA:", "Q: 2+2?\nA:", "日本の首都は？", "Hi"]
     completions = [
@@ -94,7 +94,7 @@ def test_similarity_missing_column_names_it():
 
 @pytest.mark.slow
 def test_similarity_paraphrase_beats_unrelated():
-    from raftkit_plugins.neural import embed, similarity
+    from raftkit.rewards.builtin.neural import embed, similarity
 
     reference = "The capital of France is Paris."
     completions = [

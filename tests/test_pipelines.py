@@ -95,7 +95,7 @@ def test_bradley_terry_loss_by_hand():
 
 def test_rm_text_matches_the_reward_model_reward(default_tokenizer):
     from raftkit.pipelines.reward_model import rm_text
-    from raftkit_plugins.neural import _rm_texts
+    from raftkit.rewards.builtin.neural import _rm_texts
 
     chat = [{"role": "user", "content": "hi"}]
     for prompt in ("Q: ", chat):
@@ -122,7 +122,7 @@ def test_reward_model_reads_the_last_non_pad_token(tiny_model_path):
 def test_train_rm_cli_learns_and_its_folder_works_as_a_reward(tiny_model_path, tmp_path):
     from raftkit.cli import main
     from raftkit.pipelines.reward_model import load_reward_model, rm_text
-    from raftkit_plugins.neural import reward_model
+    from raftkit.rewards.builtin.neural import reward_model
 
     data = _write_jsonl(tmp_path / "pairs.jsonl", _toy_pairs(16))
     out = tmp_path / "rm"

@@ -17,8 +17,7 @@ from raftkit.algorithms.raft import (
     select_top,
 )
 from raftkit.config import ConfigError
-from raftkit.registry import info_for, load_registry, reward
-from raftkit.rewards import RewardStack
+from raftkit.rewards import RewardStack, info_for, load_registry, reward
 from raftkit.rollouts import Batch, Rollout
 
 # --------------------------------------------------------------------------- select_local

@@ -11,8 +11,7 @@ import pytest
 from conftest import inline_plugin
 
 from raftkit import reward
-from raftkit.registry import RegistryError, info_for, load_registry, plugin_manager
-from raftkit.rewards import RewardSpec, RewardStack
+from raftkit.rewards import RegistryError, RewardSpec, RewardStack, info_for, load_registry, plugin_manager
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILTIN_PLUGINS = ("raftkit:rules", "raftkit:filters", "raftkit:neural")

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from raftkit import loop
 from raftkit.algorithms.base import StepResult
 from raftkit.cli import main
-from raftkit.reward_refs import register
 from raftkit.rewards import RewardError, RewardStack, completion_text
+from raftkit.rewards.refs import register
 from raftkit.runs import report
 from raftkit.runs.metric_names import canonical, parse_reward_key, reward_key
 from raftkit.runs.reward_log import RewardLog, trainer_state

@@ -10,10 +10,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import inline_plugin
 
-from raftkit import reward_refs
 from raftkit.cli import main
-from raftkit.registry import RegistryError, reward
-from raftkit.rewards import RewardSpec, RewardStack
+from raftkit.rewards import RegistryError, RewardSpec, RewardStack, refs, reward
 
 REWARDS = '''
 def closeness(completions, *, target: int = 5, **kwargs):
@@ -96,11 +94,11 @@ def test_errors_name_the_file_and_the_function(tmp_path, spec, message):
 
 
 def test_the_reference_rule_and_qualified_plugin_names():
-    assert reward_refs.is_reference("rewards.py:fn")
-    assert reward_refs.is_reference("dir/rewards:fn")
-    assert reward_refs.is_reference("my_pkg.rewards:fn")
-    assert not reward_refs.is_reference("raftkit-shout:shout")  # a plugin label
-    assert not reward_refs.is_reference("emoji")
+    assert refs.is_reference("rewards.py:fn")
+    assert refs.is_reference("dir/rewards:fn")
+    assert refs.is_reference("my_pkg.rewards:fn")
+    assert not refs.is_reference("raftkit-shout:shout")  # a plugin label
+    assert not refs.is_reference("emoji")
     spec = RewardSpec.parse("a/b.py:fn:k=1,j=x:y*2")
     assert (spec.name, spec.params, spec.weight) == ("a/b.py:fn", {"k": "1", "j": "x:y"}, 2.0)
 
@@ -117,12 +115,12 @@ def test_a_function_object_resolves_to_itself_without_rerunning_its_file():
     def local_reward(completions, **kwargs):
         return [0.5] * len(completions)
 
-    ref = reward_refs.register(local_reward)
+    ref = refs.register(local_reward)
     assert ref.endswith("test_reward_refs.py:local_reward")
     stack = RewardStack.build([ref], [])
     assert stack.entries[0].info.fn is local_reward and stack.entries[0].label == "local_reward"
     with pytest.raises(RegistryError, match="give it a name"):
-        reward_refs.register(lambda completions, **kw: [0.0])
+        refs.register(lambda completions, **kw: [0.0])
 
 
 def test_a_file_shared_by_two_specs_runs_once(tmp_path):
@@ -175,13 +173,13 @@ def make_scaled(factor: float):
 
 def test_callable_objects_are_recorded_by_class_and_arguments():
     short, long = Overlong(2), Overlong(5, penalty=-2.0)
-    specs = [reward_refs.register(short, resumable=True), reward_refs.register(long, resumable=True)]
+    specs = [refs.register(short, resumable=True), refs.register(long, resumable=True)]
     name = specs[0]["name"]  # this test module is no package: named by its file
     assert name == f"{Path(__file__).resolve()}:Overlong"
     assert specs == [{"name": name, "params": {"limit": 2, "penalty": -1.0}},
                      {"name": name, "params": {"limit": 5, "penalty": -2.0}}]
     # What a later process reads from config.yaml: the class is imported, the object built again.
-    reward_refs._live.clear()
+    refs._live.clear()
     stack = RewardStack.build(specs, [])
     ids = [[1, 2, 3], [1, 2, 3, 4, 5, 6]]
     scores = stack.score(["p", "p"], ["abc", "abcdef"], completion_ids=ids)
@@ -204,15 +202,15 @@ def test_a_factory_reference_takes_its_arguments_as_parameters():
 def test_what_cannot_be_recorded_is_refused_for_a_run_with_how_to_fix_it():
     closure = make_scaled(2.0)
     with pytest.raises(RegistryError, match=r"'scaled' was made inside make_scaled\(\).*module level"):
-        reward_refs.register(closure, resumable=True)
-    ref = reward_refs.register(closure)  # scoring in this process needs no record
+        refs.register(closure, resumable=True)
+    ref = refs.register(closure)  # scoring in this process needs no record
     assert RewardStack.build([ref], []).score(["p"], ["ab"]).total == [4.0]
     with pytest.raises(RegistryError, match="object Opaque cannot be recorded: its attributes are not plain"):
-        reward_refs.register(Opaque(), resumable=True)
+        refs.register(Opaque(), resumable=True)
     with pytest.raises(RegistryError, match=r"'Overlong\.__call__' is a method bound to an object"):
-        reward_refs.register(Overlong(3).__call__, resumable=True)
+        refs.register(Overlong(3).__call__, resumable=True)
     with pytest.raises(RegistryError, match="a class defined inside a function"):
-        reward_refs.register(type("Local", (Opaque,), {"__qualname__": "f.<locals>.Local"})(), resumable=True)
+        refs.register(type("Local", (Opaque,), {"__qualname__": "f.<locals>.Local"})(), resumable=True)
 
 
 def near(completions, *, target: int = 5, **kwargs):
@@ -222,8 +220,8 @@ def near(completions, *, target: int = 5, **kwargs):
 def test_a_partial_is_recorded_as_its_function_and_parameters():
     import functools
 
-    spec = reward_refs.register(functools.partial(near, target=2), resumable=True)
+    spec = refs.register(functools.partial(near, target=2), resumable=True)
     assert spec == {"name": f"{Path(__file__).resolve()}:near", "params": {"target": 2}}
     assert RewardStack.build([spec], []).score(["p", "p"], ["ab", "abc"]).total == [1.0, 0.0]
     with pytest.raises(RegistryError, match="binds positional arguments"):
-        reward_refs.register(functools.partial(near, ["x"]), resumable=True)
+        refs.register(functools.partial(near, ["x"]), resumable=True)

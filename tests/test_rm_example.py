@@ -18,7 +18,7 @@ import pytest
 
 from raftkit.datasets import HELDOUT
 from raftkit.pipelines.pairs import load_pairs
-from raftkit_plugins.rules import answer_match
+from raftkit.rewards.builtin.rules import answer_match
 
 ROOT = Path(__file__).resolve().parent.parent
 PAIRS = ROOT / "benchmarks" / "data" / "preferences.jsonl"
@@ -87,7 +87,7 @@ def test_the_shipped_preferences_are_valid_pairs_from_train_prompts_only():
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("bash") is None, reason="the example is a bash script")
 def test_the_reward_model_pipeline_runs_tiny(tiny_model_path, tmp_path):
-    from raftkit_plugins.neural import reward_model
+    from raftkit.rewards.builtin.neural import reward_model
 
     out = tmp_path / "rm-pipeline"
     env = {**os.environ, "SIZE": "tiny", "MODEL": tiny_model_path, "PYTHON": sys.executable,

@@ -97,13 +97,13 @@ def test_highlight_spans_find_seed_003_hacks():
 
 
 def test_highlight_uses_the_filters_patterns_and_falls_back(monkeypatch):
+    from raftkit.rewards.builtin.filters import PATTERNS
     from raftkit.text import SELF_DIALOGUE
-    from raftkit_plugins.filters import PATTERNS
 
     highlight.highlight_patterns.cache_clear()
     assert highlight.highlight_patterns() == PATTERNS  # the very same compiled patterns, no copies
     # A filters module that cannot be imported leaves the shared self-dialogue pattern.
-    monkeypatch.setitem(sys.modules, "raftkit_plugins.filters", None)
+    monkeypatch.setitem(sys.modules, "raftkit.rewards.builtin.filters", None)
     highlight.highlight_patterns.cache_clear()
     try:
         assert highlight.highlight_patterns() == {"self_dialogue": SELF_DIALOGUE}

@@ -14,8 +14,7 @@ from hypothesis import strategies as st
 
 from raftkit.algorithms.raft import RaftConfig
 from raftkit.config import AlignConfig, ConfigError, build, check_keys, fields_of, load_file
-from raftkit.registry import RegistryError
-from raftkit.rewards import RewardSpec
+from raftkit.rewards import RegistryError, RewardSpec
 
 # No example database: the tests stay small and leave nothing behind in the working tree.
 SETTINGS = settings(max_examples=100, deadline=None, database=None,

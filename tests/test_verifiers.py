@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from raftkit.rewards import RewardError, RewardStack
-from raftkit_plugins.verifiers import math_verify
+from raftkit.rewards.builtin.verifiers import math_verify
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "verifiable"
 

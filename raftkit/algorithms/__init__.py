@@ -61,7 +61,7 @@ def load_algorithms(
     A plugin whose hook raises or registers something that is not an algorithm is reported and
     contributes nothing; two plugins registering the same name is an error, as for rewards.
     """
-    from raftkit.registry import plugin_manager
+    from raftkit.rewards import plugin_manager
 
     pm = pm or plugin_manager()
     found: dict[str, AlgorithmInfo] = {}

@@ -1,6 +1,6 @@
 """The built-in algorithms, registered through the same hook as a third-party package's."""
 
-from raftkit.hookspecs import hookimpl
+from raftkit.rewards.hookspecs import hookimpl
 
 
 @hookimpl

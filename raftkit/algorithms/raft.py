@@ -136,7 +136,7 @@ def answer_misses(rollouts: Sequence[Rollout], batch: Batch) -> list[bool]:
     measured on the bundled set, letting such prompts through (where the model cannot answer, keep its
     best-scored sample) trained on its emoji-studded Japanese gibberish, which spread to every answer.
     """
-    from raftkit.registry import load_registry
+    from raftkit.rewards import load_registry
 
     answers = batch.columns.get(ANSWER_COLUMN)
     info = load_registry().rewards.get("answer_match")  # absent if RAFTKIT_LOAD_PLUGINS left it out

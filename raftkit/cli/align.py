@@ -139,7 +139,7 @@ def _run(cfg: AlignConfig, algo_cfg: Any, run_dir: Path, resume: bool, restart: 
          verbose: bool = False) -> None:
     from raftkit import loop
     from raftkit.models import ModelError
-    from raftkit.registry import RegistryError
+    from raftkit.rewards import RegistryError
     from raftkit.runs.quiet import foreign_output_to_log
     from raftkit.runs.rundir import RunDirError
 

@@ -54,8 +54,7 @@ def command(target: str, as_json: bool, rewards: tuple[str, ...], filters: tuple
     from raftkit.config import ConfigError
     from raftkit.datasets import DatasetError
     from raftkit.models import ModelError
-    from raftkit.registry import RegistryError
-    from raftkit.rewards import RewardError
+    from raftkit.rewards import RegistryError, RewardError
 
     settings = evalrun.EvalSettings(rewards=list(rewards) or None, filters=list(filters) or None, **options)
     console = Console(stderr=as_json)

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from raftkit.registry import Registry, RegistryError, RewardInfo, load_registry
+from raftkit.rewards import Registry, RegistryError, RewardInfo, load_registry
 
 
 def _param_json(info: RewardInfo) -> list[dict[str, Any]]:

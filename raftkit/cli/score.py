@@ -24,8 +24,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from raftkit.registry import RegistryError
-from raftkit.rewards import DEFAULT_TIMEOUT, STACK_ARGUMENTS, RewardError, RewardStack, Scores
+from raftkit.rewards import DEFAULT_TIMEOUT, STACK_ARGUMENTS, RegistryError, RewardError, RewardStack, Scores
 
 # Varied on purpose: each one has tripped up some reward (empty text, no spaces, code, emoticons,
 # a self-dialogue leak, and a 2,000-token loop that would stall a backtracking regex).

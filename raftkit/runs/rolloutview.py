@@ -341,7 +341,7 @@ def _chain(first: Sample, rest: Iterator[Sample]) -> Iterator[Sample]:
 def registered_filter_names() -> frozenset[str]:
     """Names of the installed filters (to read flat ``raftkit score`` output); empty if plugins fail."""
     try:
-        from raftkit.registry import load_registry
+        from raftkit.rewards import load_registry
 
         return frozenset(r.name for r in load_registry().of_kind("filter"))
     except Exception:  # a broken plugin must not stop a file from being read

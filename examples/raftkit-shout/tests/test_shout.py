@@ -5,7 +5,7 @@ import math
 import pytest
 
 from raftkit import RewardStack, load_registry
-from raftkit.registry import RegistryError
+from raftkit.rewards import RegistryError
 from raftkit_shout import shout
 
 

@@ -17,8 +17,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from raftkit.registry import hookimpl, reward
-from raftkit.rewards import completion_text
+from raftkit.rewards import completion_text, hookimpl, reward
 
 
 @lru_cache(maxsize=1)

@@ -12,8 +12,7 @@ from collections import Counter
 from functools import lru_cache
 from typing import Annotated, Any
 
-from raftkit.registry import Ge, Gt, Le, filter, hookimpl
-from raftkit.rewards import completion_text
+from raftkit.rewards import Ge, Gt, Le, completion_text, filter, hookimpl
 from raftkit.text import SELF_DIALOGUE, self_dialogue_cut
 
 # --------------------------------------------------------------------------- stray '#'

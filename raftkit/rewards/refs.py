@@ -5,10 +5,10 @@ A spec's name ``PREFIX:FN`` (the part before its ``key=value`` parameters) is a 
 path). Any other ``PREFIX:FN`` is a plugin-qualified name (``raftkit-shout:shout``). A name registered by
 a plugin always wins, so a plugin may still register a dotted name.
 
-The function is described by ``registry.info_for``, as a plugin's would be: its keyword-only arguments
-with defaults are its parameters. Functions handed over as objects (the Python API) are kept in this
-process under the reference they would have (``register``), so the run directory's config.yaml records
-a spec a later process can load again.
+The function is described by ``info_for`` (raftkit.rewards.info), as a plugin's would be: its
+keyword-only arguments with defaults are its parameters. Functions handed over as objects (the Python
+API) are kept in this process under the reference they would have (``register``), so the run
+directory's config.yaml records a spec a later process can load again.
 
 A reference may also name a *factory*: a class, or a function that takes no completions (neither
 ``completions``, ``prompts``, ``completion_ids`` nor ``**kwargs``), such as trl.rewards'
@@ -37,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from raftkit.registry import RegistryError, RewardInfo, info_for
+from raftkit.rewards.info import RegistryError, RewardInfo, info_for
 
 _lock = threading.Lock()
 _files: dict[Path, Any] = {}  # loaded reward files, so a file shared by two specs runs once

@@ -25,8 +25,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from raftkit import filter_ranking, reward_refs
-from raftkit.registry import Registry, RegistryError, RewardInfo, load_registry
+from raftkit.rewards import filter_ranking, refs
+from raftkit.rewards.info import RegistryError, RewardInfo
+from raftkit.rewards.registry import Registry, load_registry
 from raftkit.rollouts import Batch, Rollout
 
 FILTER_ACTIONS = ("penalty", "drop")
@@ -216,7 +217,7 @@ def bind(info: RewardInfo, params: dict[str, Any], label: str | None = None) -> 
 def _filter_settings(spec: RewardSpec, raw: dict[str, Any]) -> tuple[str, float | None]:
     """Take a filter's ``action`` and ``penalty`` out of ``raw`` (they are the stack's, not the
     function's), checked: a NaN or infinite penalty would make every capped total NaN or infinite.
-    No ``penalty`` means the scale-free default (``raftkit.filter_ranking``)."""
+    No ``penalty`` means the scale-free default (``raftkit.rewards.filter_ranking``)."""
     if spec.weight != 1:
         raise RegistryError(f"filter '{spec.name}' takes no weight (*{spec.weight:g}): a hit caps the total "
                             f"at the filter's penalty; set that instead, e.g. {spec.name}:penalty=-2")
@@ -297,7 +298,7 @@ class RewardStack:
         specs = [RewardSpec.coerce(r) for r in rewards] + [RewardSpec.coerce(f) for f in filters]
         n_rewards = len(rewards)
         # A function reference (`dir/file.py:fn`) is logged under its function's name.
-        names = [reward_refs.label(s.name) for s in specs]
+        names = [refs.label(s.name) for s in specs]
         entries = []
         for i, spec in enumerate(specs):
             info = registry.get(spec.name)
@@ -344,7 +345,8 @@ class RewardStack:
         ``log_metric``, as TRL passes them): handed over as they are.
 
         ``groups`` (one id per sample, e.g. its prompt) bounds where a filter hit ranks its sample: below
-        every clean sample of the same group (``raftkit.filter_ranking``); by default the batch is one group.
+        every clean sample of the same group (``raftkit.rewards.filter_ranking``); by default the batch is
+        one group.
         """
         n = len(completions)
         context = context or {}

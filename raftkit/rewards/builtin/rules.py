@@ -16,8 +16,7 @@ from typing import Annotated, Any, Literal
 
 import emoji as emoji_lib
 
-from raftkit.registry import Ge, hookimpl, reward
-from raftkit.rewards import completion_text
+from raftkit.rewards import Ge, completion_text, hookimpl, reward
 from raftkit.text import distinct_n
 
 

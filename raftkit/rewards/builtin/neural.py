@@ -12,8 +12,7 @@ import threading
 from functools import cache
 from typing import Annotated, Any
 
-from raftkit.registry import CONTRACT_KWARGS, Ge, hookimpl, reward
-from raftkit.rewards import completion_text
+from raftkit.rewards import CONTRACT_KWARGS, Ge, completion_text, hookimpl, reward
 
 _LOAD_LOCK = threading.Lock()  # rewards run on threads: two first calls must not load a model twice
 
