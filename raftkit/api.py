@@ -320,11 +320,11 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate a model folder, a run (a path or a ``Run``) or 'default', as `raftkit eval --json` does.
 
-    ``settings`` are ``raftkit.evalrun.EvalSettings`` fields (``limit``, ``samples``, ``temperature``,
+    ``settings`` are ``raftkit.evaluation.run.EvalSettings`` fields (``limit``, ``samples``, ``temperature``,
     ``max_new_tokens``, ``seed``, ``prompt_column``, ``answer_column``). Returns the results dict:
     ``model_eval``, ``base_eval``, ``delta``, ``alarm``...
     """
-    from raftkit import evalrun
+    from raftkit.evaluation.run import EvalSettings, run_eval
 
     settings = {**settings, "sampler": sampler}
     if base is not None:
@@ -335,8 +335,8 @@ def evaluate(
         settings["rewards"] = reward_specs(rewards)
     if filters is not None:
         settings["filters"] = reward_specs(filters)
-    known = {f.name for f in dataclasses.fields(evalrun.EvalSettings)}
+    known = {f.name for f in dataclasses.fields(EvalSettings)}
     if unknown := sorted(set(settings) - known):
         raise TypeError(f"raftkit.eval_model: unknown setting(s) {', '.join(unknown)} "
                         f"(settings: {', '.join(sorted(known))})")
-    return evalrun.run_eval(os.fspath(target), evalrun.EvalSettings(**settings))
+    return run_eval(os.fspath(target), EvalSettings(**settings))

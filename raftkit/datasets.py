@@ -28,6 +28,9 @@ from raftkit.rollouts import Batch, Prompt
 BUNDLED = "bundled"
 BUNDLED_FILE = "prompts.jsonl"
 HELDOUT = "heldout"  # the value of the `split` column that marks a held-out row
+# The column of accepted answers: answer_match reads it, and the answer gates and the evaluation hand a
+# dataset's --answer-column to the rewards under this name.
+ANSWER_COLUMN = "answers"
 FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 TEXT_SUFFIXES = (".json", ".jsonl", ".csv")  # read as UTF-8 text (checked first: see decode_utf8)
 # The reward stack passes these itself; a column of the same name would silently replace them.

@@ -28,8 +28,10 @@ import torch
 import yaml
 from rich.console import Console
 
-from raftkit import distributed, evalrender, evaluate
+from raftkit import distributed
 from raftkit.config import AlignConfig, to_dict
+from raftkit.evaluation import metrics as evaluate
+from raftkit.evaluation import render as evalrender
 from raftkit.progress import progress_bar
 from raftkit.runs import rundir
 from raftkit.runs.checkpoint import (

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from raftkit import evalrender, evaluate
 from raftkit.cli import main
+from raftkit.evaluation import metrics, render
 from raftkit.rollouts import Batch, Rollout
 
 QUESTIONS = [
@@ -55,16 +55,16 @@ class CannedSampler:
 
 
 def _evaluate(completions: list[str]) -> dict:
-    stack = evaluate.eval_stack(["emoji", "length"], [])
+    stack = metrics.eval_stack(["emoji", "length"], [])
     batch = Batch(QUESTIONS, {"answers": ANSWERS}, list(range(len(QUESTIONS))))
-    return evaluate.evaluate(CannedSampler(completions), batch, stack, samples=1, temperature=0.7,
+    return metrics.evaluate(CannedSampler(completions), batch, stack, samples=1, temperature=0.7,
                              max_new_tokens=40)
 
 
 def test_eval_stack_adds_answer_match_and_every_default_filter_once():
     from raftkit.config import DEFAULT_FILTERS
 
-    stack = evaluate.eval_stack(["emoji", "answer_match"], ["emoticon_flood:threshold=5"])
+    stack = metrics.eval_stack(["emoji", "answer_match"], ["emoticon_flood:threshold=5"])
     assert [e.label for e in stack.rewards] == ["emoji", "answer_match"]
     assert sorted(e.label for e in stack.filters) == sorted(DEFAULT_FILTERS)
     flood = next(e for e in stack.filters if e.label == "emoticon_flood")
@@ -81,7 +81,7 @@ def test_task_metrics_of_the_base_and_the_wrecked_model():
     assert wrecked["rewards"]["emoji"] > 2 and wrecked["positive"]["emoji"] == 1.0
     assert [e["correct"] for e in wrecked["examples"]] == [0.0, 0.0, 0.0, 0.0]
     assert "answer_match" not in wrecked["rewards"]  # it is the accuracy, not a reward of the run
-    delta = evaluate.compare(base, wrecked)
+    delta = metrics.compare(base, wrecked)
     assert delta["accuracy"] == -1.0 and delta["degenerate"] == 0.75
 
 
@@ -104,19 +104,19 @@ def test_rewards_get_the_trainer_state_in_the_evaluation_too():
     from raftkit.rewards.refs import register
     from raftkit.runs.reward_log import trainer_state
 
-    stack = evaluate.eval_stack([register(stepped)], [])
+    stack = metrics.eval_stack([register(stepped)], [])
     batch = Batch(QUESTIONS, {"answers": ANSWERS}, list(range(len(QUESTIONS))))
-    out = evaluate.evaluate(CannedSampler(BASE), batch, stack, samples=1, temperature=0.7, max_new_tokens=40,
+    out = metrics.evaluate(CannedSampler(BASE), batch, stack, samples=1, temperature=0.7, max_new_tokens=40,
                             state=trainer_state(6, 6, 6))
     assert out["rewards"]["stepped"] == 6.0 and out["total"] == 6.0 and out["logged"] == {"eval_step": 6.0}
     # Without a state (`raftkit eval`): a fresh one, nothing trained.
-    assert evaluate.evaluate(CannedSampler(BASE), batch, stack, samples=1, temperature=0.7,
+    assert metrics.evaluate(CannedSampler(BASE), batch, stack, samples=1, temperature=0.7,
                              max_new_tokens=40)["total"] == 0.0
 
 
 def test_alarm_fires_on_the_wrecked_model_and_names_why():
     base, wrecked = _evaluate(BASE), _evaluate(WRECKED)
-    alarms = evaluate.alarm(base, wrecked)
+    alarms = metrics.alarm(base, wrecked)
     assert len(alarms) == 2
     assert "accuracy fell from 100% to 0%" in alarms[0] and "emoji" in alarms[0]
     assert "75% of the completions are degenerate" in alarms[1] and "mention_spam" in alarms[1]
@@ -126,7 +126,7 @@ def test_alarm_is_silent_when_the_answers_are_kept():
     base = _evaluate(BASE)
     kept = _evaluate([c + " 🌱" for c in BASE])
     assert kept["accuracy"] == 1.0 and kept["positive"]["emoji"] == 1.0
-    assert evaluate.alarm(base, kept) == []
+    assert metrics.alarm(base, kept) == []
 
 
 @pytest.mark.parametrize(
@@ -136,19 +136,19 @@ def test_alarm_is_silent_when_the_answers_are_kept():
 def test_alarm_threshold_is_ten_percent_relative(before, after, fires):
     b = {"accuracy": before, "rewards": {}}
     a = {"accuracy": after, "rewards": {}, "degenerate": 0.0}
-    assert bool(evaluate.alarm(b, a)) is fires
+    assert bool(metrics.alarm(b, a)) is fires
 
 
 def test_alarm_on_degenerate_share_alone_without_a_base():
-    assert evaluate.alarm(None, {"accuracy": None, "degenerate": 0.05, "filters": {}}) == []
-    alarms = evaluate.alarm(None, {"accuracy": None, "degenerate": 0.06, "filters": {"no_words": 0.06}})
+    assert metrics.alarm(None, {"accuracy": None, "degenerate": 0.05, "filters": {}}) == []
+    alarms = metrics.alarm(None, {"accuracy": None, "degenerate": 0.06, "filters": {"no_words": 0.06}})
     assert alarms and "no_words 6%" in alarms[0]
 
 
 def test_render_puts_the_alarm_in_red_under_the_table():
     base, wrecked = _evaluate(BASE), _evaluate(WRECKED)
     console = Console(record=True, width=200)
-    evalrender.render(base, wrecked, console, evaluate.alarm(base, wrecked))
+    render.render(base, wrecked, console, metrics.alarm(base, wrecked))
     text = console.export_text()
     assert text.index("answer accuracy") < text.index("reward emoji")  # the task first
     assert "reward hacking?" in text and "accuracy fell" in text
@@ -157,9 +157,9 @@ def test_render_puts_the_alarm_in_red_under_the_table():
 
 def test_with_answer_column_renames_for_answer_match():
     batch = Batch(["q"], {"gold": [["x"]], "answers": [["old"]]}, [0])
-    out = evaluate.with_answer_column(batch, "gold")
+    out = metrics.with_answer_column(batch, "gold")
     assert out.columns["answers"] == [["x"]] and out.columns["gold"] == [["x"]]
-    assert evaluate.with_answer_column(batch, "missing") is batch
+    assert metrics.with_answer_column(batch, "missing") is batch
 
 
 @pytest.mark.slow
@@ -208,11 +208,11 @@ def test_evaluation_and_the_answer_gate_without_the_builtin_plugins(monkeypatch)
     plugin_manager.cache_clear()
     monkeypatch.setenv("RAFTKIT_LOAD_PLUGINS", "rules")  # rewards only: no filters
     try:
-        stack = evaluate.eval_stack(["emoji"], [])
+        stack = metrics.eval_stack(["emoji"], [])
         assert [e.label for e in stack.rewards] == ["emoji", "answer_match"] and stack.filters == []
         monkeypatch.setenv("RAFTKIT_LOAD_PLUGINS", "filters")  # no answer_match
         plugin_manager.cache_clear()
-        stack = evaluate.eval_stack([], [])
+        stack = metrics.eval_stack([], [])
         assert stack.rewards == [] and len(stack.filters) >= 8
         batch = Batch(["q"], {"answers": [["x"]]}, [0])
         rollouts = [Rollout(0, "q", "y", [1], [0.0])]

@@ -34,7 +34,7 @@ from raftkit.algorithms.policy_gradient import (
     Targets,
 )
 from raftkit.algorithms.raft import answer_misses
-from raftkit.evaluate import ANSWER_COLUMN
+from raftkit.datasets import ANSWER_COLUMN
 from raftkit.rewards import Scores
 from raftkit.rollouts import Batch, Rollout
 

@@ -21,7 +21,7 @@ from raftkit import distributed
 from raftkit.algorithms.base import StepResult
 from raftkit.algorithms.explore import hinted_count, resolve_hint, sample_with_hint
 from raftkit.config import ConfigError, at_least
-from raftkit.evaluate import ANSWER_COLUMN
+from raftkit.datasets import ANSWER_COLUMN
 from raftkit.rollouts import Batch, Rollout
 
 

@@ -50,17 +50,18 @@ def command(target: str, as_json: bool, rewards: tuple[str, ...], filters: tuple
     """
     from rich.console import Console
 
-    from raftkit import evalrender, evalrun
     from raftkit.config import ConfigError
     from raftkit.datasets import DatasetError
+    from raftkit.evaluation.render import render
+    from raftkit.evaluation.run import EvalSettings, run_eval
     from raftkit.models import ModelError
     from raftkit.rewards import RegistryError, RewardError
 
-    settings = evalrun.EvalSettings(rewards=list(rewards) or None, filters=list(filters) or None, **options)
+    settings = EvalSettings(rewards=list(rewards) or None, filters=list(filters) or None, **options)
     console = Console(stderr=as_json)
     try:
         with console.status("evaluating") as status:
-            results = evalrun.run_eval(target, settings, progress=lambda text: status.update(text))
+            results = run_eval(target, settings, progress=lambda text: status.update(text))
     except (ConfigError, DatasetError, ModelError, RegistryError, RewardError) as e:
         raise click.ClickException(str(e)) from None
     if as_json:
@@ -68,5 +69,5 @@ def command(target: str, as_json: bool, rewards: tuple[str, ...], filters: tuple
         return
     console.print(f"[bold]raftkit eval[/bold] {results['model']}"
                   + (f" against {results['base']}" if results["base"] else "") + f" on {results['dataset']}")
-    evalrender.render(results.get("base_eval"), results["model_eval"], console, results["alarm"],
-                      names=("base", "model"))
+    render(results.get("base_eval"), results["model_eval"], console, results["alarm"],
+           names=("base", "model"))

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from raftkit.evaluate import ANSWER_COLUMN
+from raftkit.datasets import ANSWER_COLUMN
 from raftkit.rewards import Scores
 from raftkit.rollouts import Batch, Rollout
 from raftkit.runs.metric_names import reward_key

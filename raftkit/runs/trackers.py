@@ -94,7 +94,7 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
 def _sample_rows(records: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[Any]]]:
     """(columns, rows) of a small samples table: prompt, completion, total, selected, each reward, and the
     columns rewards logged with ``log_extra``."""
-    from raftkit.evaluate import prompt_text
+    from raftkit.evaluation.metrics import prompt_text
 
     shown = list(records[:SAMPLES_PER_ITERATION])
     rewards = list(dict.fromkeys(k for r in shown for k in (r.get("rewards") or {})))

@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from raftkit import evaluate
 from raftkit.config import AlignConfig, build, load_file
 from raftkit.datasets import HELDOUT, DatasetError, PromptSet, load_prompts
+from raftkit.evaluation import metrics
 from raftkit.models import ModelError, resolve_model
 
 # Config keys that must agree for one engine to serve both models through a weight sync.
@@ -102,8 +102,8 @@ def run_eval(target: str, settings: EvalSettings, progress: Any = None) -> dict[
     from raftkit.sampling.sampler import make_sampler
 
     model, base, cfg, prompts = resolve(target, settings)
-    stack = evaluate.eval_stack(cfg.rewards, cfg.filters, cfg.reward_timeout)
-    batch = evaluate.with_answer_column(prompts.batch(range(len(prompts))), cfg.answer_column)
+    stack = metrics.eval_stack(cfg.rewards, cfg.filters, cfg.reward_timeout)
+    batch = metrics.with_answer_column(prompts.batch(range(len(prompts))), cfg.answer_column)
     kwargs: dict[str, Any] = {"seed": settings.seed}
     if settings.sampler != "hf":
         kwargs["kv_cache_gib"] = settings.kv_cache_gib
@@ -115,7 +115,7 @@ def run_eval(target: str, settings: EvalSettings, progress: Any = None) -> dict[
         def measure(which: str) -> dict[str, Any]:
             if progress is not None:
                 progress(f"evaluating {which} on {len(batch)} prompts")
-            return evaluate.evaluate(sampler, batch, stack, samples=cfg.eval_samples,
+            return metrics.evaluate(sampler, batch, stack, samples=cfg.eval_samples,
                                      temperature=cfg.eval_temperature, max_new_tokens=cfg.max_new_tokens,
                                      top_p=cfg.top_p)
 
@@ -131,8 +131,8 @@ def run_eval(target: str, settings: EvalSettings, progress: Any = None) -> dict[
         sampler.close()
     before = results.get("base_eval")
     if before is not None:
-        results["delta"] = evaluate.compare(before, results["model_eval"])
-    results["alarm"] = evaluate.alarm(before, results["model_eval"])
+        results["delta"] = metrics.compare(before, results["model_eval"])
+    results["alarm"] = metrics.alarm(before, results["model_eval"])
     return results
 
 

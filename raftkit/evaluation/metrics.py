@@ -19,12 +19,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from raftkit.datasets import ANSWER_COLUMN
 from raftkit.rewards import RewardSpec, RewardStack
 from raftkit.rollouts import Batch
 from raftkit.text import distinct_n
 
 ANSWER_REWARD = "answer_match"
-ANSWER_COLUMN = "answers"  # the column answer_match reads
 # The alarm's thresholds: a relative fall in accuracy, and a degenerate share, beyond which a trained
 # model is called wrecked whatever its rewards say.
 ACCURACY_DROP = 0.10
