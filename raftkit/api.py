@@ -77,6 +77,7 @@ def build_configs(values: Mapping[str, Any], source: str = "options") -> tuple[A
     """(AlignConfig, the algorithm's config) from flat option values: the one place both are built, for
     `raftkit align` and ``raftkit.align`` alike, so both validate the same way."""
     from raftkit import algorithms
+    from raftkit.algorithms.raft import keeps_answers_by_default
     from raftkit.config import AlignConfig, ConfigError, build
     from raftkit.runs import trackers
 
@@ -89,9 +90,11 @@ def build_configs(values: Mapping[str, Any], source: str = "options") -> tuple[A
     # AlignConfig has checked the algorithm's name already.
     cls = algorithms.get(cfg.algo).cls
     algo_cfg = build(cls.Config, values, source)
+    # Defaults that depend on what the run has are chosen once, here, and config.yaml records them.
     if values.get("lr") is None and hasattr(cls, "lr_for"):
-        # An algorithm may choose its learning rate by what the run has (GRPO: whether it explores).
-        cfg.lr = cls.lr_for(cfg.rewards, algo_cfg)
+        cfg.lr = cls.lr_for(cfg.rewards, algo_cfg)  # GRPO: by whether it explores
+    if getattr(algo_cfg, "keep_answers", False) is None:
+        algo_cfg.keep_answers = keeps_answers_by_default(cfg.rewards)
     return cfg, algo_cfg
 
 

@@ -331,8 +331,8 @@ def test_grpo_picks_its_learning_rate_by_whether_the_run_explores(settings, lr):
 
     cfg, _ = build_configs({"algo": "grpo", **settings})
     assert cfg.lr == lr
-    assert build_configs({"algo": "raft", **{k: v for k, v in settings.items() if "explore" not in k}})[0].lr \
-        == settings.get("lr", 3e-5)
+    raft = {k: v for k, v in settings.items() if "explore" not in k}
+    assert build_configs({"algo": "raft", **raft})[0].lr == settings.get("lr", 3e-5)
 
 
 @pytest.mark.parametrize(("cls", "config"), [(RAFTpp, RAFTppConfig), (ReinforceRej, ReinforceRejConfig)])
@@ -474,3 +474,21 @@ def test_mismatch_correction_masks_a_far_off_sample(tiny_model_path):
     result = _make(GRPO, cfg, policy, k=2).update(Batch(["p"]), rollouts, scores, 1)
     assert result.metrics["loss"] == pytest.approx(a / 4, abs=1e-5)
     assert result.metrics["mismatch/masked_share"] == pytest.approx(3 / 4)
+
+
+@pytest.mark.parametrize(("algo", "rewards", "given", "gate"), [
+    ("raft", ["emoji", "length"], None, True),  # the demonstration's style rewards keep the answers
+    ("grpo", ["emoji"], None, True),
+    ("raft", ["math_verify"], None, False),  # a verifier decides what is right
+    ("grpo", ["emoji", "./reward.py:fmt"], None, False),  # a reward of the user's own is the objective
+    ("grpo", ["math_verify"], True, True),  # asked for, it is on
+    ("raft", ["emoji"], False, False),
+])
+def test_the_answer_gate_is_on_by_default_only_with_style_rewards(algo, rewards, given, gate, tmp_path,
+                                                                   monkeypatch):
+    from raftkit.api import build_configs
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reward.py").write_text("def fmt(completions, **kw):\n    return [1.0] * len(completions)\n")
+    settings = {"algo": algo, "rewards": rewards, **({} if given is None else {"keep_answers": given})}
+    assert build_configs(settings)[1].keep_answers is gate

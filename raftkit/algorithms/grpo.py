@@ -268,7 +268,7 @@ class GRPO(PolicyGradient):
         answers and that contain none of them, or that a filter hit. A degenerate sample has not kept the
         answer even if it names it ("Cairo. 🐝🐝🐝🐝🐝…"): counted as an answer, the gate pushed such floods
         up against the group's misses."""
-        if not self.config.keep_answers:
+        if self.config.keep_answers is False:
             return [False] * len(rollouts)
         misses = answer_misses(rollouts, batch)
         answers = batch.columns.get(ANSWER_COLUMN)

@@ -91,10 +91,11 @@ class PolicyGradientConfig:
     explore_prefill: bool = False
     """Each hinted sample continues the first sentence of one of the prompt's own samples under the hint, so
     the hint adds to the policy's answer instead of replacing it (explore.continue_own)."""
-    keep_answers: bool = True
+    keep_answers: bool | None = None
     """Where a prompt has accepted answers (the answer column), a sample that contains none is never pushed
     up: GRPO pushes it down for losing the answer and ranks the rewards among the samples that answer;
-    RAFT++ never selects it."""
+    RAFT++ never selects it. Unset: on where every reward is a built-in style reward (emoji, length), off
+    where a reward of your own decides."""
 
     def __post_init__(self) -> None:
         if self.beta < 0 or not math.isfinite(self.beta):

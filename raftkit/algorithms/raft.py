@@ -38,9 +38,10 @@ class RaftConfig:
     rank_beta: float = 0.03
     """Rank by reward − rank_beta · log(π/π_ref) of the whole completion (the RAFT paper's KL-regularised
     reward): among samples of similar reward, prefer those the policy has not drifted to. 0: reward only."""
-    keep_answers: bool = True
+    keep_answers: bool | None = None
     """Where a prompt has accepted answers (the answer column), select only samples that contain one:
-    RAFT imitates what it selects, and a sample that lost the answer must not win."""
+    RAFT imitates what it selects, and a sample that lost the answer must not win. Unset: on where every
+    reward is a built-in style reward (emoji, length), off where a reward of your own decides."""
     min_total: float | None = None
     """Never select (or anchor) a sample whose total is below this, e.g. 1 with a 0/1 verifier for the RAFT++
     paper's "correct only". None: no floor beyond the one RAFT always keeps (a sample at the lowest total the
@@ -147,6 +148,25 @@ def answer_misses(rollouts: Sequence[Rollout], batch: Batch) -> list[bool]:
     return [v == 0.0 for v in found]
 
 
+STYLE_REWARDS = ("emoji", "length")
+"""Built-in rewards that judge how an answer is written, not whether it is right."""
+
+
+def keeps_answers_by_default(rewards: Sequence[Any]) -> bool:
+    """Whether a run gates on the answer column when ``keep_answers`` is unset: only where every reward is a
+    style reward. A reward of the user's own is the objective, and a gate on an ``answers`` column it may
+    use for something else (or only for evaluation) would add a second one: with a JSON-format verifier,
+    GRPO's gate pushed up plain-text answers that named the answer and the run stopped writing JSON.
+
+    >>> keeps_answers_by_default(["emoji", "length:target=30"]), keeps_answers_by_default(["math_verify"])
+    (True, False)
+    """
+    from raftkit.rewards import RewardSpec
+
+    names = [RewardSpec.coerce(r).name for r in rewards]
+    return bool(names) and all(name in STYLE_REWARDS for name in names)
+
+
 @dataclass
 class Floor:
     """The lowest total the rewards give, learnt from the run's clean samples: a sample at it earned nothing.
@@ -203,7 +223,7 @@ def exclusions(
     Excluded: what ``ineligible`` excludes, samples no reward scored (their total of 0 says nothing), those
     that earned nothing (``Floor``, ``config.min_total``), and, with ``keep_answers``, the ``answer_misses``.
     """
-    misses = answer_misses(rollouts, batch) if config.keep_answers else [False] * len(rollouts)
+    misses = answer_misses(rollouts, batch) if config.keep_answers is not False else [False] * len(rollouts)
     nothing = (floor or Floor()).earned_nothing(scores.total, config.min_total)
     flags = zip(ineligible(scores), scores.unscorable, nothing, misses, strict=True)
     return [any(f) for f in flags], misses
