@@ -63,7 +63,7 @@ def run_raftkit(batches: list[list[Any]], sampler_kind: str, micro_batch_size: i
     from raftkit.rewards import RewardStack
     from raftkit.rollouts import Batch
     from raftkit.runs.metrics import peak_rss_gib, reward_metrics
-    from raftkit.sampling.sampler import SamplingParams, make_sampler
+    from raftkit.sampling import SamplingParams, make_sampler
 
     stages = {"imports": rss_gib()}
     torch.manual_seed(0)

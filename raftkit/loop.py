@@ -102,7 +102,7 @@ def make_sampler(cfg: AlignConfig, model_path: str) -> Any:
     # The in-process engine is what lets the loop sync weights into it (docs/architecture.md).
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(cfg.kv_cache_gib))))
-    from raftkit.sampling import sampler
+    from raftkit import sampling as sampler
 
     kwargs: dict[str, Any] = {"seed": cfg.seed}
     if cfg.sampler != "hf":

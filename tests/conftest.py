@@ -78,7 +78,7 @@ def vllm_sampler(default_model_path):
 
     Tests that sync changed weights into it must sync the original weights back before they end.
     """
-    from raftkit.sampling.sampler import vllm_import_error
+    from raftkit.sampling import vllm_import_error
 
     reason = vllm_import_error()
     if reason is not None:

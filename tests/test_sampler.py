@@ -13,6 +13,7 @@ from conftest import tiny_llama_config
 
 from raftkit.chat import encode_prompt
 from raftkit.rollouts import Rollout
+from raftkit.sampling import make_sampler
 from raftkit.sampling.hf_generate import HFSampler, _SampledLogprobs
 from raftkit.sampling.sampler import (
     MAX_PARTIAL_TOKENS,
@@ -22,7 +23,6 @@ from raftkit.sampling.sampler import (
     draw_lengths,
     encode_prompts,
     finish_rollout,
-    make_sampler,
     trim_partial_char,
 )
 from raftkit.text import self_dialogue_cut

@@ -99,7 +99,7 @@ def run_eval(target: str, settings: EvalSettings, progress: Any = None) -> dict[
 
     Returns ``{"model", "base", "dataset", "base_eval", "model_eval", "delta", "alarm"}``.
     """
-    from raftkit.sampling.sampler import make_sampler
+    from raftkit.sampling import make_sampler
 
     model, base, cfg, prompts = resolve(target, settings)
     stack = metrics.eval_stack(cfg.rewards, cfg.filters, cfg.reward_timeout)

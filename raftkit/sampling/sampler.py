@@ -6,6 +6,8 @@ Two backends produce the same ``Rollout`` records:
   every policy update.
 - ``HFSampler`` (hf_generate.py): batched transformers ``generate``, the fallback where vLLM is missing.
 
+``make_sampler`` (raftkit.sampling.factory) picks one.
+
 Both tokenize prompts with ``raftkit.chat.encode_prompt`` and hand the engine token ids, so the trainer
 sees the very ids that were sampled from. Both report ``logprobs`` under the *processed* distribution the
 token was drawn from (after temperature, top-k and top-p), which is what GRPO's importance ratio needs;
@@ -19,7 +21,7 @@ import os
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -248,62 +250,3 @@ def finish_rollout(tokenizer: Any, *, prompt_index: int, prompt: Prompt, prompt_
         finish_reason=reason,
         truncated=reason == "length",
     )
-
-
-# --------------------------------------------------------------------------------------------------
-# Choosing a backend
-# --------------------------------------------------------------------------------------------------
-
-_HF_KWARGS = {"tokenizer", "seed", "batch_size", "dtype", "progress"}
-
-
-def vllm_import_error() -> str | None:
-    """Why vLLM cannot be used here, or None when it imports."""
-    try:
-        import vllm  # noqa: F401
-    except Exception as e:  # a broken install raises more than ImportError (e.g. missing torch ops)
-        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-    return None
-
-
-def make_sampler(kind: Literal["auto", "vllm", "hf"], model: str, **kwargs: Any) -> Sampler:
-    """Build a sampler. "auto" is vLLM where it imports, else transformers with a one-line notice.
-
-    kwargs go to the chosen class; vLLM-only options (kv_cache_gib, max_model_len, engine kwargs) are
-    dropped when "auto" falls back to transformers.
-    """
-    if kind not in ("auto", "vllm", "hf"):
-        raise ValueError(f"unknown sampler {kind!r}: choose auto, vllm or hf")
-    if kind == "auto":
-        reason = vllm_import_error()
-        if reason is None:
-            kind = "vllm"
-        else:
-            from rich.console import Console
-
-            Console(stderr=True).print(
-                f"[yellow]vLLM is not available ({reason}); sampling with transformers generate "
-                "(slower).[/yellow]",
-                highlight=False, soft_wrap=True)
-            kind = "hf"
-            kwargs = {k: v for k, v in kwargs.items() if k in _HF_KWARGS}
-    if kind == "vllm":
-        from raftkit.sampling.vllm_engine import VLLMSampler
-
-        return VLLMSampler(model, **kwargs)
-    from raftkit.sampling.hf_generate import HFSampler
-
-    return HFSampler(model, **kwargs)
-
-
-def __getattr__(name: str) -> Any:
-    # `from raftkit.sampling.sampler import VLLMSampler, HFSampler` works without importing vLLM up front.
-    if name == "VLLMSampler":
-        from raftkit.sampling.vllm_engine import VLLMSampler
-
-        return VLLMSampler
-    if name == "HFSampler":
-        from raftkit.sampling.hf_generate import HFSampler
-
-        return HFSampler
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
