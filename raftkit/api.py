@@ -204,7 +204,8 @@ def align(
 def _is_setting(name: str) -> bool:
     """Whether ``name`` sets a field of the common config or of any algorithm's (field or option name)."""
     from raftkit import algorithms
-    from raftkit.config import AlignConfig, setting_names
+    from raftkit.config import AlignConfig
+    from raftkit.options import setting_names
 
     found, _ = algorithms.load_algorithms()
     return any(name in setting_names(cls) for cls in (AlignConfig, *(info.config for info in found.values())))

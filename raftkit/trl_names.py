@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from raftkit.config import ConfigError
+from raftkit.options import ConfigError
 
 ANY = object()  # ``harmless=ANY``: every value is ignored
 KEEP = object()  # what a converter returns when TRL's value changes nothing in raftkit

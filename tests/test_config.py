@@ -11,21 +11,18 @@ import pytest
 from click.testing import CliRunner
 
 from raftkit.algorithms.raft import RaftConfig
+from raftkit.cli.options import ConfigCommand, cli_values
 from raftkit.config import (
     DEFAULT_FILTERS,
     AlignConfig,
-    ConfigCommand,
     ConfigError,
     build,
     check_keys,
-    cli_values,
-    coerce,
-    field_docs,
-    fields_of,
     load_file,
     save_yaml,
     to_dict,
 )
+from raftkit.options import coerce, field_docs, fields_of
 
 
 @dataclass
@@ -198,7 +195,7 @@ def test_configuration_docs_are_generated_from_the_configs():
     every algorithm is there with its help text; the prose around them is kept."""
     from raftkit import algorithms
     from raftkit.cli import docgen
-    from raftkit.config import AlignConfig, option_specs
+    from raftkit.options import option_specs
 
     text = docgen.DOCS.read_text(encoding="utf-8")
     assert docgen.updated(text) == text, "stale docs: python -m raftkit.cli.docgen --write"

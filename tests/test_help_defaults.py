@@ -9,7 +9,8 @@ from click.testing import CliRunner
 
 from raftkit import algorithms
 from raftkit.cli import main
-from raftkit.config import DEFAULT_FILTERS, AlignConfig, fields_of
+from raftkit.config import DEFAULT_FILTERS, AlignConfig
+from raftkit.options import fields_of
 
 BUILT_IN = ("raft", "raftpp", "reinforce_rej", "grpo", "online_dpo", "ppo")
 
@@ -57,7 +58,7 @@ def test_top_level_help_lists_every_built_in_algorithm():
 def test_each_algorithms_help_shows_its_own_options_and_defaults():
     """`raftkit align --algo NAME --help` lists every option of NAME's config with NAME's default (a field
     that several algorithms share has a default of its own in each)."""
-    from raftkit.config import option_specs
+    from raftkit.options import option_specs
 
     found, _ = algorithms.load_algorithms()
     shared = set(option_specs(AlignConfig))

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from raftkit.algorithms.raft import RaftConfig
-from raftkit.config import AlignConfig, ConfigError, build, check_keys, fields_of, load_file
+from raftkit.config import AlignConfig, ConfigError, build, check_keys, load_file
+from raftkit.options import fields_of
 from raftkit.rewards import RegistryError, RewardSpec
 
 # No example database: the tests stay small and leave nothing behind in the working tree.

@@ -20,8 +20,8 @@ from typing import Any, Literal
 from raftkit import distributed
 from raftkit.algorithms.base import StepResult
 from raftkit.algorithms.explore import hinted_count, resolve_hint, sample_with_hint
-from raftkit.config import ConfigError, at_least
 from raftkit.datasets import ANSWER_COLUMN
+from raftkit.options import ConfigError, at_least
 from raftkit.rollouts import Batch, Rollout
 
 

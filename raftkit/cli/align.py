@@ -13,8 +13,8 @@ from typing import Any
 import click
 
 from raftkit.api import build_configs
-from raftkit.cli.options import AlignCommand
-from raftkit.config import AlignConfig, ConfigError, check_keys, cli_values, load_file, settle
+from raftkit.cli.options import AlignCommand, cli_values
+from raftkit.config import AlignConfig, ConfigError, check_keys, load_file, settle
 from raftkit.trl_names import REWARD_WEIGHTS, fold_reward_weights, translate
 
 

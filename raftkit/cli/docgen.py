@@ -26,7 +26,7 @@ def _cell(text: str) -> str:
 
 def table(cls: type, skip: frozenset[str] = frozenset()) -> str:
     """One row per option of ``cls``: the option (and its old name), the config key, default, meaning."""
-    from raftkit.config import option_specs
+    from raftkit.options import option_specs
 
     rows = ["| option | config key | default | meaning |", "|---|---|---|---|"]
     for option, spec in option_specs(cls).items():
@@ -44,7 +44,8 @@ def table(cls: type, skip: frozenset[str] = frozenset()) -> str:
 def renamed() -> str:
     """The clear option names and the field names they stand for, per algorithm."""
     from raftkit import algorithms
-    from raftkit.config import AlignConfig, option_specs
+    from raftkit.config import AlignConfig
+    from raftkit.options import option_specs
 
     found, _ = algorithms.load_algorithms()
     by_option: dict[str, dict[str, list[str]]] = {}
@@ -63,7 +64,8 @@ def renamed() -> str:
 def generate() -> str:
     """The generated section, markers included."""
     from raftkit import algorithms
-    from raftkit.config import AlignConfig, option_specs
+    from raftkit.config import AlignConfig
+    from raftkit.options import option_specs
 
     parts = [BEGIN, "", "## Clear names", "",
              "Options whose field names are ambiguous have a clear name; the field name stays accepted as "

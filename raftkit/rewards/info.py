@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from raftkit.options import ConfigError, coerce
+
 KINDS = ("rule", "neural", "filter")
 # Keyword arguments the caller supplies (raftkit's stack or TRL's GRPOTrainer): never parameters.
 CONTRACT_KWARGS = frozenset(
@@ -123,10 +125,8 @@ class Param:
         return value
 
     def _convert(self, t: Any, raw: Any, owner: str) -> Any:
-        # The same converter as the config fields (raftkit.config.coerce); lists and other annotations it
+        # The same converter as the config fields (raftkit.options.coerce); lists and other annotations it
         # does not know are passed through as given.
-        from raftkit.config import ConfigError, coerce
-
         unions = (typing.Union, types.UnionType)
         members = [a for a in typing.get_args(t) if a is not type(None)]
         base = members[0] if typing.get_origin(t) in unions and len(members) == 1 else t
