@@ -10,6 +10,7 @@ Errors a user can cause raise ``DatasetError`` naming the file, the column and t
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import difflib
 import hashlib
@@ -226,17 +227,33 @@ def decode_utf8(data: bytes, source: str) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise DatasetError(
-            f"{source} line {line}: not UTF-8 text (byte 0x{data[e.start]:02x}: {e.reason}); save it as "
-            "UTF-8 (Excel: 'CSV UTF-8'), or convert it, e.g. iconv -f cp1252 -t utf-8 IN > OUT") from None
+        raise _not_utf8(source, data.count(b"\n", 0, e.start) + 1, data[e.start], e.reason) from None
+
+
+def _not_utf8(source: str, line: int, byte: int, reason: str) -> DatasetError:
+    return DatasetError(
+        f"{source} line {line}: not UTF-8 text (byte 0x{byte:02x}: {reason}); save it as UTF-8 (Excel: "
+        "'CSV UTF-8'), or convert it, e.g. iconv -f cp1252 -t utf-8 IN > OUT")
 
 
 def _check_utf8(path: Path) -> None:
     # Checked before the `datasets` library reads the file: it fails on other encodings with an
     # unlocated ArrowInvalid, or only later, while rows are read, with a bare UnicodeDecodeError.
-    if path.suffix.lower() in TEXT_SUFFIXES:
-        decode_utf8(path.read_bytes(), str(path))
+    # Read in chunks: a large prompt file is never held whole in memory for this.
+    if path.suffix.lower() not in TEXT_SUFFIXES:
+        return
+    decoder, line = codecs.getincrementaldecoder("utf-8")(), 1
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(1 << 20)
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as e:  # e.object: the bytes held from the last chunk, then this one
+                at = line + e.object.count(b"\n", 0, e.start)
+                raise _not_utf8(str(path), at, e.object[e.start], e.reason) from None
+            if not chunk:
+                return
+            line += chunk.count(b"\n")
 
 
 def _looks_like_path(dataset: str) -> bool:
@@ -362,7 +379,9 @@ def _reason(e: BaseException) -> str:
 
 
 def _to_table(ds: Any) -> dict[str, list[Any]]:
-    return {name: list(ds[name]) for name in ds.column_names}
+    # Column by column through Arrow: iterating ``ds[name]`` formats every row in Python, 100x slower
+    # (90 s for 100,000 rows on a 2-core CPU).
+    return ds.to_dict()
 
 
 # --------------------------------------------------------------------------- validation

@@ -321,3 +321,16 @@ def test_bundled_answers_and_measurement_sets_are_separate(bundled):
             assert q not in bundled_q and q not in seen, (path.name, p)
             seen.add(q)
             assert isinstance(entry, list) and entry and all(isinstance(a, str) and a.strip() for a in entry)
+
+
+def test_a_bad_byte_past_the_first_megabyte_is_found_on_its_line(tmp_path):
+    # The UTF-8 check reads in 1 MiB chunks; the line count must carry across them, and a character split
+    # by a chunk boundary is not an error.
+    row = json.dumps({"prompt": "Où est la gare ? " + "é" * 40}, ensure_ascii=False) + "\n"
+    lines = (1 << 20) // len(row.encode()) + 100
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(row.encode() * lines + b'{"prompt": "caf\xe9"}\n')
+    with pytest.raises(DatasetError, match=rf"big.jsonl line {lines + 1}: not UTF-8 text \(byte 0xe9"):
+        load_prompts(str(path))
+    path.write_bytes(row.encode() * lines)
+    assert len(load_prompts(str(path)).prompts) == lines
