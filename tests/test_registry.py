@@ -303,3 +303,15 @@ def test_every_builtin_has_a_test_and_a_docs_section():
     assert not missing_docs, f"no section in docs/builtins.md for {missing_docs}"
     assert not missing_tests, f"no test_<name> test for {missing_tests}"
     assert not undocumented_params, f"parameters missing from docs/builtins.md: {undocumented_params}"
+
+
+def test_every_hook_is_documented_for_plugin_authors():
+    from pathlib import Path
+
+    from raftkit.rewards import hookspecs
+
+    hooks = [name for name, fn in vars(hookspecs).items()
+             if callable(fn) and hasattr(fn, "raftkit_spec")]
+    assert hooks, "no hook specifications found"
+    text = (Path(__file__).parents[1] / "docs" / "writing-plugins.md").read_text(encoding="utf-8")
+    assert [h for h in hooks if f"{h}(" not in text] == []
