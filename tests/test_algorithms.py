@@ -492,3 +492,11 @@ def test_the_answer_gate_is_on_by_default_only_with_style_rewards(algo, rewards,
     (tmp_path / "reward.py").write_text("def fmt(completions, **kw):\n    return [1.0] * len(completions)\n")
     settings = {"algo": algo, "rewards": rewards, **({} if given is None else {"keep_answers": given})}
     assert build_configs(settings)[1].keep_answers is gate
+
+
+def test_reinforce_rej_keeps_its_one_learning_rate_when_it_explores():
+    from raftkit.api import build_configs
+
+    for hint in ("", " Use emojis 😊."):
+        cfg, _ = build_configs({"algo": "reinforce_rej", "rewards": ["emoji"], "explore_hint": hint})
+        assert cfg.lr == 1e-5

@@ -39,6 +39,13 @@ class AlgorithmInfo:
         return self.cls.Config
 
     @property
+    def lr_text(self) -> str:
+        """The default learning rate as help and docs show it, with the class's ``lr_note`` where
+        ``lr_for`` can choose another (GRPO: "3e-05; 1e-4 where it explores with a hint")."""
+        note = getattr(self.cls, "lr_note", "")
+        return f"{self.cls.default_lr:g}" + (f"; {note}" if note else "")
+
+    @property
     def description(self) -> str:
         return (self.cls.__doc__ or "").strip().splitlines()[0] if self.cls.__doc__ else ""
 

@@ -196,6 +196,7 @@ class GRPO(PolicyGradient):
     Config = GRPOConfig
     default_lr = 3e-5
     explore_lr = 1e-4
+    lr_note = "1e-4 where it explores with a hint"
     default_prompts = 32
 
     @classmethod

@@ -61,6 +61,9 @@ class ReinforceRej(GRPO):
     Config = ReinforceRejConfig
     default_lr = 1e-5
     default_prompts = 16
+    # One learning rate, exploring or not: GRPO's 1e-4 for exploring runs was measured for GRPO's step.
+    explore_lr = default_lr
+    lr_note = ""
 
     def group_advantages(self, rewards: Tensor, misses: Tensor, degenerate: Tensor) -> Tensor:
         centred = super().group_advantages(rewards, misses, degenerate)

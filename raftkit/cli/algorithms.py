@@ -19,7 +19,7 @@ def command() -> None:
     found, failures = algorithms.load_algorithms()
     table = Table("name", "lr", "prompts", "plugin", "description", box=None)
     for info in found.values():
-        table.add_row(info.name, f"{info.cls.default_lr:g}", str(info.cls.default_prompts), info.plugin,
+        table.add_row(info.name, info.lr_text, str(info.cls.default_prompts), info.plugin,
                       info.description)
     console = Console()
     console.print(table)

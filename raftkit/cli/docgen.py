@@ -76,7 +76,7 @@ def generate() -> str:
     for info in found.values():
         guide = GUIDES.get(info.name, "docs/algorithms.md")
         parts += ["", f"## {info.name} ({info.config.__name__}, `--algo {info.name}`)", "",
-                  f"{info.description} Defaults: lr {info.cls.default_lr:g}, {info.cls.default_prompts} "
+                  f"{info.description} Defaults: lr {info.lr_text}, {info.cls.default_prompts} "
                   f"prompts per iteration. See {guide}.", "", table(info.config, skip=common)]
     return "\n".join([*parts, "", END])
 
