@@ -5,7 +5,8 @@ transformer body and a new linear ``score`` head. transformers reads the score a
 is not ``config.pad_token_id`` (set here), so right padding does not change a text's score. The loss of a
 pair is ``-log σ(r_chosen - r_rejected)``, averaged over the batch.
 
-A text is prompt + completion exactly as the ``reward_model`` reward (plugins/neural.py) renders it: chat
+A text is prompt + completion exactly as the ``reward_model`` reward
+(raftkit/rewards/builtin/neural.py) renders it: chat
 prompts through the tokenizer's chat template with the reply as an assistant turn, text prompts
 concatenated; tokenised with special tokens, right-padded, truncated from the left (the completion is
 kept). So the saved folder scores at inference as it was trained: ``--reward reward_model:model=DIR/model``.
