@@ -13,6 +13,7 @@ and evaluated against the original, unhinted prompt, so the model learns to do u
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -329,7 +330,9 @@ class RAFT:
         excluded, misses = exclusions(rollouts, batch, scores, self.config, self.floor)
         totals, rank_metrics = list(scores.total), {}
         if self.config.rank_beta > 0:
+            start = time.perf_counter()
             totals, rank_metrics = self.regularise(rollouts, totals, excluded)
+            rank_metrics["time/log_ratios"] = time.perf_counter() - start
         chosen = self.select(rollouts, totals, excluded)
         if self.config.rank_beta > 0:  # what the penalty changed, under the configured ranking
             unpenalised = set(self.select(rollouts, scores.total, excluded))
