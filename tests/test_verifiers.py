@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,34 @@ def test_an_answer_that_restates_the_question_earns_nothing():
     assert math_verify(completions, solution=["37"] * 6, prompts=prompts) == [0.0, 0.0, 0.0, 0.0, 1.0, 1.0]
     stack = RewardStack.build(["math_verify"], [])
     assert stack.score(prompts[:1], completions[:1], {"solution": ["37"]}).total == [0.0]
+
+
+JSON_EXAMPLE = Path(__file__).parent.parent / "examples" / "json-answer"
+
+
+def _module(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_json_answer_reward_takes_the_object_alone():
+    json_answer = _module(JSON_EXAMPLE / "reward.py").json_answer
+    completions = ['{"answer": "Na"}', '```json\n{"answer": "Na", "note": "x"}\n```',
+                   'Here it is: {"answer": "Na"}', '{"answer": ""}', '{"answer": 11}', '["Na"]',
+                   [{"role": "assistant", "content": ' {"answer":"Earth"} '}]]
+    assert json_answer(completions) == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+
+
+def test_the_json_answer_data_keeps_the_held_out_questions_apart(tmp_path, monkeypatch):
+    make_data = _module(JSON_EXAMPLE / "make_data.py")
+    monkeypatch.setattr(make_data, "HERE", tmp_path)
+    make_data.main()
+    rows = {name: [json.loads(line) for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+            for name in ("train", "heldout")}
+    questions = {name: {r["prompt"][-1]["content"] for r in data} for name, data in rows.items()}
+    assert len(rows["train"]) == 110 and len(rows["heldout"]) >= 100
+    assert not questions["train"] & questions["heldout"]
+    assert all(q.endswith(make_data.ASK) and r["answers"] for data in rows.values() for r in data
+               for q in [r["prompt"][-1]["content"]])
