@@ -18,7 +18,7 @@ def chat(text: str) -> list[dict[str, str]]:
 # --------------------------------------------------------------------------- emoji
 
 
-def test_emoji_counts_and_caps_like_seed_004():
+def test_emoji_counts_and_caps_like_trls_example():
     texts = ["東京タワー🗼とお寿司🍣", "no emoji here", "🎉" * 9, "flags 🇯🇵 count once, 👍🏽 too"]
     assert emoji(texts) == [2.0, 0.0, 4.0, 2.0]
     assert emoji(texts, max=2) == [2.0, 0.0, 2.0, 2.0]

@@ -50,12 +50,13 @@ def test_the_trl_reward_file_through_the_api_and_as_a_script():
 
 
 @pytest.mark.slow
-def test_the_seed_004_script_runs_tiny(tiny_model_path, tmp_path):
+def test_the_python_api_emoji_script_runs_tiny(tiny_model_path, tmp_path):
     env = {**os.environ, "RAFTKIT_EXAMPLE_MODEL": tiny_model_path,
            "RAFTKIT_EXAMPLE_OUTPUT": str(tmp_path / "run"), "COLUMNS": "200"}
-    out = subprocess.run([sys.executable, str(EXAMPLES / "emoji_seed004.py"), "--tiny"], env=env,
+    out = subprocess.run([sys.executable, str(EXAMPLES / "emoji_python_api.py"), "--tiny"], env=env,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "emoji " in out.stdout and "length " in out.stdout
     assert raftkit.Run(tmp_path / "run").info["status"] == "finished"
-    assert load_file(tmp_path / "run" / "config.yaml")["rewards"][0].endswith("emoji_seed004.py:emoji_count")
+    rewards = load_file(tmp_path / "run" / "config.yaml")["rewards"]
+    assert rewards[0].endswith("emoji_python_api.py:emoji_count")
