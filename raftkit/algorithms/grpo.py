@@ -222,6 +222,9 @@ class GRPO(PolicyGradient):
                                  "no signal; it fades as the policy's own samples earn them, and comes "
                                  "back if they stop; --explore-hint '' turns it off")
 
+    def proposal_bounds(self) -> tuple[float, float]:
+        return self.config.explore_is_cap, self.config.explore_is_floor
+
     def targets(self, batch: Batch, rollouts: list[Rollout], scores: Scores) -> Targets:
         misses = self.misses(batch, rollouts, scores)
         rewards, groups = reward_groups(rollouts, scores)

@@ -204,15 +204,15 @@ def _micro_batch(rollouts: list[Rollout], rows: list[int], advantages: Tensor, p
     return _MicroBatch(rows, *(t.to(device) for t in tensors))
 
 
-def _explore_stats(sums: dict[str, float], log_rho: Tensor, weight: Tensor, mb: _MicroBatch, cfg: Any,
-                   per_sample: dict[int, dict[str, float]]) -> None:
+def _explore_stats(sums: dict[str, float], log_rho: Tensor, weight: Tensor, mb: _MicroBatch, cap: float,
+                   floor: float, per_sample: dict[int, dict[str, float]]) -> None:
     """Accumulate the hinted tokens' importance-weight statistics (metrics and per-rollout records)."""
     mask = mb.mask * mb.hinted.unsqueeze(1)
     rho = torch.exp(log_rho)
     sums["hinted_tokens"] += float(mask.sum())
     sums["is_weight"] += float((weight * mask).sum())
-    sums["is_truncated"] += float(((rho > cfg.explore_is_cap) * mask).sum())
-    sums["is_floored"] += float(((rho < cfg.explore_is_floor) * mask).sum())
+    sums["is_truncated"] += float(((rho > cap) * mask).sum())
+    sums["is_floored"] += float(((rho < floor) * mask).sum())
     for j in mb.hinted.nonzero().flatten().tolist():
         on = mb.mask[j].bool()
         if on.any():
@@ -264,7 +264,12 @@ class PolicyGradient:
     ``Config``, ``default_lr`` and ``default_prompts``)."""
 
     name = "policy_gradient"
-    proposal_weights = True  # weight hinted tokens by min(max(π_old/μ, floor), cap); RAFT++ imitates instead
+
+    def proposal_bounds(self) -> tuple[float, float] | None:
+        """(cap, floor) of the hinted tokens' importance weight min(max(π_old/μ, floor), cap), or None to
+        train hinted samples as the policy's own (RAFT++ imitates them, as RAFT does). The bounds are
+        settings of the subclass's own config (GRPO's ``explore_is_cap`` and ``explore_is_floor``)."""
+        return None
 
     def __init__(self, policy: Policy, config: PolicyGradientConfig, *, lr: float, total_steps: int, k: int,
                  sampling: SamplingParams | None = None, seed: int = 0, rewards: Sequence[Any] = ()):
@@ -492,11 +497,12 @@ class PolicyGradient:
                     self._extremes[key] = pick(self._extremes.get(key, value), value)
                 else:  # token-weighted, so the iteration's figure is over all its tokens
                     sums[key] += value * n
-        if self.proposal_weights and bool(mb.hinted.any()):
-            iw = importance_weights(mb.old_logp, mb.behaviour_logp, mb.hinted, cfg.explore_is_cap,
-                                    cfg.explore_is_floor)
+        bounds = self.proposal_bounds()
+        if bounds is not None and bool(mb.hinted.any()):
+            cap, floor = bounds
+            iw = importance_weights(mb.old_logp, mb.behaviour_logp, mb.hinted, cap, floor)
             weight = torch.where(mb.hinted.unsqueeze(1), iw.weight, weight)
-            _explore_stats(sums, iw.log_rho, iw.weight, mb, cfg, per_sample)
+            _explore_stats(sums, iw.log_rho, iw.weight, mb, cap, floor, per_sample)
         return weight
 
     def _metrics(self, rollouts: list[Rollout], scores: Scores, target: Targets, trained: list[int],

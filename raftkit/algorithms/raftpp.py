@@ -56,7 +56,6 @@ class RAFTpp(PolicyGradient):
     Config = RAFTppConfig
     default_lr = 3e-5  # as RAFT: the step is RAFT's SFT gradient until the clip acts
     default_prompts = 32
-    proposal_weights = False  # hinted samples are imitated, as RAFT imitates them
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
