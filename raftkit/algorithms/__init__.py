@@ -42,7 +42,7 @@ class AlgorithmInfo:
     def lr_text(self) -> str:
         """The default learning rate as help and docs show it, with the class's ``lr_note`` where
         ``lr_for`` can choose another (GRPO: "3e-05; 1e-4 where it explores with a hint")."""
-        note = getattr(self.cls, "lr_note", "")
+        note = self.cls.lr_note() if hasattr(self.cls, "lr_note") else ""
         return f"{self.cls.default_lr:g}" + (f"; {note}" if note else "")
 
     @property

@@ -196,7 +196,6 @@ class GRPO(PolicyGradient):
     Config = GRPOConfig
     default_lr = 3e-5
     explore_lr = 1e-4
-    lr_note = "1e-4 where it explores with a hint"
     default_prompts = 32
 
     @classmethod
@@ -207,6 +206,12 @@ class GRPO(PolicyGradient):
         of the signal, 3e-5 learnt no emoji in 8 iterations."""
         hint = resolve_hint(config.explore_hint, rewards)
         return cls.explore_lr if hint and config.explore_share > 0 else cls.default_lr
+
+    @classmethod
+    def lr_note(cls) -> str:
+        """What ``lr_for`` may choose besides ``default_lr``, for help and docs ('' where nothing)."""
+        rate = f"{cls.explore_lr:.0e}".replace("e-0", "e-")  # 1e-4, as the --lr help writes it
+        return "" if cls.explore_lr == cls.default_lr else f"{rate} where it explores with a hint"
 
     def __init__(self, policy: Any, config: GRPOConfig, *, k: int, **kwargs: Any):
         if k < 2:

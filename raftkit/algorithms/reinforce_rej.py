@@ -63,7 +63,6 @@ class ReinforceRej(GRPO):
     default_prompts = 16
     # One learning rate, exploring or not: GRPO's 1e-4 for exploring runs was measured for GRPO's step.
     explore_lr = default_lr
-    lr_note = ""
 
     def group_advantages(self, rewards: Tensor, misses: Tensor, degenerate: Tensor) -> Tensor:
         centred = super().group_advantages(rewards, misses, degenerate)
