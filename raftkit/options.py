@@ -239,20 +239,15 @@ def coerce(value: Any, t: Any, where: str) -> Any:
         if str(value).lower() in ("0", "false", "no", "off"):
             return False
         raise _mismatch(where, "expected true or false", value)
-    if base is int:
-        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise _mismatch(where, "expected a whole number", value)
+    if base is int or base is float:
+        whole = base is int
+        expected = "expected a whole number" if whole else "expected a number"
+        if isinstance(value, bool) or (whole and isinstance(value, float) and not value.is_integer()):
+            raise _mismatch(where, expected, value)
         try:
-            return int(value)
+            return base(value)
         except (TypeError, ValueError):
-            raise _mismatch(where, "expected a whole number", value) from None
-    if base is float:
-        if isinstance(value, bool):
-            raise _mismatch(where, "expected a number", value)
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise _mismatch(where, "expected a number", value) from None
+            raise _mismatch(where, expected, value) from None
     if base is dict:
         if not isinstance(value, dict):
             raise _mismatch(where, "expected a mapping", value)
